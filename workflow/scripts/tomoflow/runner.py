@@ -1,0 +1,106 @@
+"""Plumbing shared by the thin rule scripts in ``workflow/scripts``.
+
+Rule scripts call :func:`run_rule` with Snakemake's injected ``snakemake`` object (duck-typed: only its
+``input``, ``output``, ``params``, ``threads``, ``log`` and ``wildcards`` attributes are read, so this module
+does not import Snakemake).  It
+
+* sends :mod:`logging` output (level INFO, one line per message) to the rule's ``log:`` file and stderr,
+* pins NumPy/BLAS thread pools to ``threads``,
+* turns :class:`~tomoflow.errors.InputError` (and any other exception) into one clear line in the log and
+  on stderr plus a non-zero exit, after deleting every output the job had started to write, so that no
+  partial output is left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import InputError
+
+log = logging.getLogger("tomoflow")
+
+
+def _paths(named: Any) -> list[str]:
+    try:
+        return [str(p) for p in named]
+    except TypeError:
+        return []
+
+
+def setup_logging(logfile: str | os.PathLike[str] | None, level: int = logging.INFO) -> None:
+    """Log ``tomoflow.*`` messages as timestamped lines to ``logfile`` (if given) and stderr."""
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if logfile:
+        Path(logfile).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(logfile, mode="w"))
+    for h in handlers:
+        h.setFormatter(fmt)
+        root.addHandler(h)
+    root.setLevel(level)
+
+
+def limit_threads(threads: int) -> None:
+    """Ask BLAS/OpenMP/TensorFlow thread pools to use at most ``threads`` threads."""
+    n = str(max(1, int(threads)))
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+        os.environ[var] = n
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def remove_outputs(paths: list[str]) -> None:
+    """Delete files/directories in ``paths`` that exist (used after a failure)."""
+    for p in paths:
+        path = Path(p)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+def run_rule(smk: Any, main: Callable[[Any], None]) -> None:
+    """Run ``main(smk)`` as a Snakemake rule script with logging and clean failure.
+
+    Parameters
+    ----------
+    smk : snakemake.script.Snakemake
+        The object Snakemake injects into ``script:`` rules.
+    main : callable
+        Does the rule's work given ``smk``; raises :class:`InputError` for bad input.
+    """
+    logs = _paths(getattr(smk, "log", []))
+    setup_logging(logs[0] if logs else None)
+    threads = int(getattr(smk, "threads", 1) or 1)
+    limit_threads(threads)
+    rule = getattr(smk, "rule", "?")
+    outputs = _paths(getattr(smk, "output", []))
+    t0 = time.perf_counter()
+    log.info("rule %s started (threads=%d)", rule, threads)
+    try:
+        main(smk)
+    except InputError as exc:
+        remove_outputs(outputs)
+        log.error("%s", exc)
+        sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - one line for the user, traceback in the log
+        remove_outputs(outputs)
+        log.debug("traceback:\n%s", traceback.format_exc())
+        logging.getLogger("tomoflow").error(
+            "rule %s failed: %s: %s (full traceback in the log)", rule, type(exc).__name__, exc
+        )
+        for h in logging.getLogger().handlers:
+            if isinstance(h, logging.FileHandler):
+                h.stream.write(traceback.format_exc())
+        sys.exit(1)
+    log.info("rule %s finished in %.1f s", rule, time.perf_counter() - t0)
