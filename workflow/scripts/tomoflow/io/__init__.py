@@ -1,6 +1,53 @@
 """All file input/output of tomoflow.
 
-Submodules by data kind; the names most rules need are re-exported here.
+Submodules by data kind; the names rules need are re-exported here.
 
-* :mod:`tomoflow.io.volumes` - tilt series, angles, volumes and label stacks (MRC, TIFF), JSON/TSV tables.
+* :mod:`tomoflow.io.volumes` - tilt series, angles, volumes and label stacks (MRC, TIFF), JSON/TSV
+  tables, figures.
 """
+
+from .volumes import (
+    TiltSeries,
+    atomic_path,
+    check_angles,
+    check_finite,
+    read_angles,
+    read_json,
+    read_labels,
+    read_slab,
+    read_tilt_series,
+    read_tsv,
+    read_volume,
+    save_figure,
+    save_png,
+    voxel_size_or,
+    volume_shape,
+    write_angles,
+    write_json,
+    write_labels,
+    write_tsv,
+    write_volume,
+)
+
+__all__ = [
+    "TiltSeries",
+    "atomic_path",
+    "check_angles",
+    "check_finite",
+    "read_angles",
+    "read_json",
+    "read_labels",
+    "read_slab",
+    "read_tilt_series",
+    "read_tsv",
+    "read_volume",
+    "save_figure",
+    "save_png",
+    "voxel_size_or",
+    "volume_shape",
+    "write_angles",
+    "write_json",
+    "write_labels",
+    "write_tsv",
+    "write_volume",
+]
