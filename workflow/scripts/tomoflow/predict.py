@@ -573,7 +573,7 @@ def prediction_figure(
     colors : sequence of str, optional
         Colour of every class; default :data:`DEFAULT_CLASS_COLORS`.
     voxel_size_nm : float, optional
-        Adds a scale (nm) to the axis labels.
+        Axes in nm instead of px.
     title : str, optional
 
     Returns
@@ -594,14 +594,15 @@ def prediction_figure(
     panel_h = max(1.2, panel_w * h / w)
     fig = Figure(figsize=(2 * panel_w + 0.4, panel_h * len(positions) + 1.1), layout="constrained")
     axes = fig.subplots(len(positions), 2, squeeze=False)
-    unit = f" ({voxel_size_nm:g} nm/px)" if voxel_size_nm else " (px)"
+    unit = " (nm)" if voxel_size_nm else " (px)"
+    extent = (0.0, w * voxel_size_nm, h * voxel_size_nm, 0.0) if voxel_size_nm else None
     for row, p in enumerate(positions):
         img = np.asarray(volume[p], dtype=np.float32)
         lab = np.asarray(labels[p])
         lo, hi = np.percentile(img, [1.0, 99.5])
         ax_i, ax_l = axes[row]
-        ax_i.imshow(img, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest")
-        ax_l.imshow(lab, cmap=cmap, vmin=-0.5, vmax=n_classes - 0.5, interpolation="nearest")
+        ax_i.imshow(img, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest", extent=extent)
+        ax_l.imshow(lab, cmap=cmap, vmin=-0.5, vmax=n_classes - 0.5, interpolation="nearest", extent=extent)
         ax_i.set_ylabel(f"slice {p}\nz{unit}", fontsize=8)
         for ax in (ax_i, ax_l):
             ax.tick_params(labelsize=7)

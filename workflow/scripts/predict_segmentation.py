@@ -1,0 +1,49 @@
+"""Rule predict_segmentation: gather the slab predictions into results/{sample}/segmentation.tif + figure."""
+
+
+import logging
+
+import numpy as np
+
+from tomoflow.runner import run_rule
+
+log = logging.getLogger("tomoflow.predict_segmentation")
+
+
+def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
+    from tomoflow import io
+    from tomoflow.errors import InputError
+    from tomoflow.predict import figure_positions, prediction_figure
+
+    classes = list(smk.params.classes)
+    volume = str(smk.input.volume)
+    n_slices = io.volume_shape(volume)[0]
+    parts, voxel = [], None
+    for path in smk.input.slabs:
+        lab, vs = io.read_labels(path, len(classes))
+        parts.append(lab)
+        voxel = voxel if voxel is not None else vs
+    labels = np.concatenate(parts)
+    del parts
+    if labels.shape[0] != n_slices:
+        raise InputError(smk.input.slabs[0], f"the slabs hold {labels.shape[0]} slices but {volume} has {n_slices}", "delete results/{sample}/predict/ and re-run")
+    _, vol_voxel = io.read_slab(volume, 0, 1)
+    vs = io.voxel_size_or(volume, vol_voxel if vol_voxel is not None else voxel, smk.params.pixel_size_nm or None)
+    io.write_labels(smk.output.segmentation, labels, vs)
+    counts = np.bincount(labels.ravel(), minlength=len(classes))
+    log.info("segmentation %s: %s", labels.shape, ", ".join(f"{c} {n / labels.size:.4%}" for c, n in zip(classes, counts)))
+
+    if "probabilities" in smk.output.keys():
+        n_slabs = len(smk.input.slabs)
+        for c, out in enumerate(smk.output.probabilities):  # one class at a time: bounded memory
+            slab_files = list(smk.input.probabilities)[c * n_slabs : (c + 1) * n_slabs]
+            io.write_volume(out, np.concatenate([io.read_volume(p)[0] for p in slab_files]), vs)
+
+    positions = figure_positions(n_slices, int(smk.params.figure_slices))
+    slices = {p: io.read_slab(volume, p, p + 1)[0][0] for p in positions}
+    fig = prediction_figure(slices, labels, positions, classes, voxel_size_nm=vs,
+                            title=f"{smk.wildcards.sample}: U-Net prediction")
+    io.save_figure(fig, smk.output.figure)
+
+
+run_rule(snakemake, main)  # noqa: F821
