@@ -8,6 +8,7 @@ Submodules by data kind; the names rules need are re-exported here.
 
 from .volumes import (
     TiltSeries,
+    preflight_tilt_series,
     atomic_path,
     check_angles,
     check_finite,
@@ -31,6 +32,7 @@ from .volumes import (
 
 __all__ = [
     "TiltSeries",
+    "preflight_tilt_series",
     "atomic_path",
     "check_angles",
     "check_finite",

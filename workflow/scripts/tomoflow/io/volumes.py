@@ -560,3 +560,65 @@ def save_png(path: PathLike, rgb: npt.ArrayLike) -> None:
 
     with atomic_path(path) as tmp:
         Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(tmp, format="PNG")
+
+
+def preflight_tilt_series(
+    path: PathLike,
+    angles: PathLike | Sequence[float] | None = None,
+    pixel_size_nm: float | None = None,
+) -> tuple[int, ...]:
+    """Cheap start-up check of a tilt series: readable header, complete data block, 3-D, angles.
+
+    Reads headers and the angle file only (no pixel data beyond the first image), so the workflow
+    can refuse a broken input before any job starts.
+
+    Returns
+    -------
+    tuple of int
+        Stack shape (n_tilts, n_y, n_x).
+
+    Raises
+    ------
+    InputError
+        As :func:`read_tilt_series`, except for NaN/Inf pixels (checked when the stack is read).
+    """
+    p = _require_file(path, "tilt series")
+    suffix = p.suffix.lower()
+    fei = None
+    header_px = None
+    if suffix in MRC_SUFFIXES:
+        with _open_mrc(p, mmap=True) as mrc:
+            shape = tuple(int(s) for s in mrc.data.shape)
+            fei = _fei_tilt_angles(mrc)
+            header_px = _mrc_voxel_nm(mrc)
+            _mrc_array(p, mrc, 0, 1)
+    elif suffix in TIFF_SUFFIXES:
+        import tifffile
+
+        try:
+            with tifffile.TiffFile(p) as tif:
+                shape = tuple(int(s) for s in tif.series[0].shape)
+                header_px = _tiff_voxel_nm(tif)
+                tif.pages[-1].asarray()
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(p, f"not a readable TIFF ({type(exc).__name__}: {exc})", "check that the file is a complete TIFF stack") from None
+    else:
+        raise InputError(p, f"unknown tilt-series file type {suffix!r}", "use an MRC (.mrc/.st) or TIFF (.tif) stack")
+    if len(shape) != 3:
+        raise InputError(p, f"expected a 3-D tilt series (tilts, rows, columns), got shape {shape}", "save all tilt images in one stack")
+    n = shape[0]
+    if angles is not None and angles != "":
+        if isinstance(angles, (str, os.PathLike)):
+            check_angles(angles, read_angles(angles), n)
+        else:
+            check_angles(p, angles, n)
+    elif fei is not None:
+        check_angles(p, fei, n)
+    elif not any(p.with_suffix(s).exists() for s in (".rawtlt", ".tlt")):
+        raise InputError(p, "no tilt angles: none given, none in the header, no .rawtlt/.tlt beside it", "set the `angles` column in config/samples.tsv to the .rawtlt/.tlt file")
+    else:
+        cand = next(p.with_suffix(s) for s in (".rawtlt", ".tlt") if p.with_suffix(s).exists())
+        check_angles(cand, read_angles(cand), n)
+    if header_px is None and not (pixel_size_nm and pixel_size_nm > 0):
+        raise InputError(p, "no pixel size: the header is uncalibrated and none was given", "set `pixel_size_nm` for this sample in config/samples.tsv")
+    return shape

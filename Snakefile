@@ -1,0 +1,20 @@
+# tomoflow: raw HAADF-STEM tilt series -> aligned MLEM volume -> U-Net segmentation -> metrics,
+# quantification and surface meshes.  Run `snakemake --cores 8 --use-conda` (conda) or
+# `snakemake --cores 2` inside the pip environment (see README.md).
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/synthetic.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

@@ -1,0 +1,97 @@
+# Shared set-up: config and sample-table validation, input pre-flight checks, target helpers.
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
+
+from tomoflow.errors import InputError  # noqa: E402
+from tomoflow.io import preflight_tilt_series  # noqa: E402
+
+
+validate(config, "../schemas/config.schema.yaml")
+
+SAMPLE_COLUMNS = [
+    "sample",
+    "tilt_series",
+    "angles",
+    "pixel_size_nm",
+    "tilt_axis_deg",
+    "thickness_px",
+    "true_labels",
+    "annotation_images",
+    "annotation_labels",
+]
+
+
+def _fail(message):
+    """Stop at start-up with one clear line (no traceback)."""
+    sys.stderr.write(f"tomoflow: {message}\n")
+    sys.exit(1)
+
+
+def _read_samples(path):
+    if not Path(path).is_file():
+        _fail(f"{path}: sample table not found. Fix: set `samples:` in the config to a TSV file (see config/README.md)")
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment="#")
+    unknown = [c for c in table.columns if c not in SAMPLE_COLUMNS]
+    if unknown:
+        _fail(f"{path}: unknown column(s) {unknown}. Fix: use only {SAMPLE_COLUMNS}")
+    for col in SAMPLE_COLUMNS:
+        if col not in table.columns:
+            table[col] = ""
+    if table["sample"].duplicated().any():
+        _fail(f"{path}: duplicate sample names {sorted(table['sample'][table['sample'].duplicated()])}. Fix: make names unique")
+    validate(table, "../schemas/samples.schema.yaml")
+    return table.set_index("sample", drop=False)
+
+
+SAMPLES = _read_samples(config["samples"])
+CLASSES = list(config["classes"])
+if not set(config["train"]["samples"]) <= set(SAMPLES.index):
+    _fail(
+        f"config: train.samples {config['train']['samples']} are not all in {config['samples']} "
+        f"(samples: {list(SAMPLES.index)}). Fix: list samples from the sample table"
+    )
+
+
+def _generated(path):
+    """True for files this workflow makes itself (the synthetic data)."""
+    return str(path).startswith("results/")
+
+
+# Pre-flight: check user-supplied tilt series before any job runs (header, size, angle count).
+for _s, _row in SAMPLES.iterrows():
+    if _generated(_row["tilt_series"]):
+        continue
+    try:
+        preflight_tilt_series(
+            _row["tilt_series"],
+            angles=_row["angles"] or None,
+            pixel_size_nm=float(_row["pixel_size_nm"]) if _row["pixel_size_nm"] else None,
+        )
+    except InputError as _exc:
+        _fail(f"sample {_s}: {_exc}")
+
+
+def sample_value(sample, column, default=""):
+    """A cell of the sample table ('' when empty)."""
+    value = SAMPLES.loc[sample, column]
+    return value if value != "" else default
+
+
+def synthetic_samples():
+    return [s for s in SAMPLES.index if sample_value(s, "tilt_series").startswith("results/synthetic/")]
+
+
+def all_targets():
+    """Final outputs of every stage wired into the default target."""
+    targets = []
+    for s in SAMPLES.index:
+        ts = sample_value(s, "tilt_series")
+        if ts.startswith("results/synthetic/"):
+            targets.append(ts)
+    return targets
