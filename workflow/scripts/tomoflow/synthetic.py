@@ -321,7 +321,7 @@ def make_specimen(
             continue
         face = int(rng.integers(2))
         crest = float(plate.ridge(np.array(y), np.array(x), face))
-        if rng.random() < 0.8 and rng.random() > crest**4:
+        if rng.random() < 0.9 and rng.random() > crest**6:
             continue  # mostly keep candidates near facet apexes
         bz, tz = (float(v) for v in plate.faces(np.array(y), np.array(x)))
         z = tz + 0.5 * r if face == 0 else bz - 0.5 * r

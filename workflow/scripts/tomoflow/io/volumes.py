@@ -274,6 +274,8 @@ def _read_tiff(path: Path, key: slice | None = None) -> tuple[np.ndarray, float 
                     arr = arr[np.newaxis]
                 return arr, voxel
             arr = tif.asarray()
+            if arr.ndim == 2 and tif.imagej_metadata is not None:
+                arr = arr[np.newaxis]  # a one-slice ImageJ stack
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - tifffile raises many types on corrupt files
