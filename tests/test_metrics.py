@@ -217,6 +217,8 @@ def test_summarize_counts_and_interval():
     assert s["ci95"] == pytest.approx((hi - lo) / 2)
     one = summarize([0.5])
     assert one["mean"] == 0.5 and math.isnan(one["sem"]) and math.isnan(one["ci95"])
+    same = summarize([0.4] * 7)
+    assert same["sd"] == 0.0 and same["ci95"] == 0.0 and same["mean"] == pytest.approx(0.4)
     none = summarize([math.nan, math.inf])
     assert none["n_used"] == 0 and math.isnan(none["mean"])
 

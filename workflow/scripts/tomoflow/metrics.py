@@ -433,7 +433,10 @@ def summarize(values: npt.ArrayLike) -> dict[str, float | int]:
     finite = v[np.isfinite(v)]
     n_used = int(finite.size)
     mean = float(finite.mean()) if n_used else math.nan
-    sd = float(finite.std(ddof=1)) if n_used > 1 else math.nan
+    if n_used < 2:
+        sd = math.nan
+    else:  # exactly 0 for identical values (no rounding residue of the mean)
+        sd = 0.0 if finite.min() == finite.max() else float(finite.std(ddof=1))
     sem = sd / math.sqrt(n_used) if n_used > 1 else math.nan
     ci95 = float(stats.t.ppf(0.975, n_used - 1)) * sem if n_used > 1 else math.nan
     return {
