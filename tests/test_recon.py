@@ -330,3 +330,73 @@ def test_tomopy_backend_missing_is_a_clear_error() -> None:
             reconstruct(forward_project(_phantom(1), WEDGE), WEDGE, backend="tomopy", iterations=2)
     else:
         pytest.skip("TomoPy is installed here")
+
+
+# --------------------------------------------------------------------------- rule scripts (scatter/gather)
+class _Named(list):
+    """Minimal stand-in for Snakemake's Namedlist: a list whose items are also attributes."""
+
+    def __init__(self, **items):
+        super().__init__(items.values())
+        self.__dict__.update(items)
+
+    def keys(self):
+        return [k for k in self.__dict__]
+
+
+def _run_script(repo_root, name: str, **parts) -> None:
+    import runpy
+    from types import SimpleNamespace
+
+    smk = SimpleNamespace(rule=name, threads=2, **{k: (_Named(**v) if isinstance(v, dict) else v) for k, v in parts.items()})
+    runpy.run_path(str(repo_root / "workflow" / "scripts" / f"{name}.py"), init_globals={"snakemake": smk})
+
+
+def test_rule_scripts_scatter_gather_equal_single_job(tmp_path, repo_root) -> None:
+    from tomoflow import io
+
+    vol = _phantom(5) * 100.0
+    ts = forward_project(vol, WEDGE)
+    io.write_volume(tmp_path / "aligned.mrc", ts, 0.4)
+    io.write_angles(tmp_path / "aligned.tlt", WEDGE)
+    params = dict(backend="astra", algorithm="mlem", iterations=8, subsets=8, projector="line", slabs=2,
+                  thickness_px=THICK, pixel_size_nm=None)
+    d = tmp_path
+    for i in range(2):
+        _run_script(repo_root, "reconstruct_slab",
+                    input=dict(tilt_series=str(d / "aligned.mrc"), angles=str(d / "aligned.tlt")),
+                    output=dict(volume=str(d / f"slab_{i}.mrc"), misfit=str(d / f"slab_{i}_misfit.tsv")),
+                    params=_Named(**params), wildcards=_Named(sample="t", i=str(i)), log=[str(d / f"slab{i}.log")])
+    _run_script(repo_root, "reconstruct_tomogram",
+                input=dict(slabs=[str(d / f"slab_{i}.mrc") for i in range(2)],
+                           misfit=[str(d / f"slab_{i}_misfit.tsv") for i in range(2)]),
+                output=dict(volume=str(d / "volume.mrc"), misfit=str(d / "misfit.tsv"),
+                            misfit_figure=str(d / "misfit.png"), orthoslices=str(d / "ortho.png")),
+                params=_Named(algorithm="mlem", pixel_size_nm=None), wildcards=_Named(sample="t"), log=[str(d / "g.log")])
+    got, voxel = io.read_volume(d / "volume.mrc")
+    ref = reconstruct(ts, WEDGE, thickness_px=THICK, iterations=8)
+    assert voxel == pytest.approx(0.4)
+    np.testing.assert_array_equal(got, ref.volume)
+    table = io.read_tsv(d / "misfit.tsv")
+    whole = table[(table["slab"].astype(str) == "all") & (table["iteration"] > 0)]["misfit"].to_numpy()
+    np.testing.assert_allclose(whole, ref.misfit, rtol=1e-5)  # TSV keeps 6 significant digits
+    assert (d / "misfit.png").stat().st_size > 0 and (d / "ortho.png").stat().st_size > 0
+    assert "iteration 8/8: relative misfit" in (d / "slab0.log").read_text()
+
+
+def test_rule_script_bad_angles_leaves_no_output(tmp_path, repo_root) -> None:
+    from tomoflow import io
+
+    ts = forward_project(_phantom(2) * 100.0, WEDGE)
+    io.write_volume(tmp_path / "aligned.mrc", ts, 0.4)
+    io.write_angles(tmp_path / "aligned.tlt", WEDGE[:-2])
+    out = dict(volume=str(tmp_path / "slab_0.mrc"), misfit=str(tmp_path / "slab_0_misfit.tsv"))
+    with pytest.raises(SystemExit) as exc:
+        _run_script(repo_root, "reconstruct_slab",
+                    input=dict(tilt_series=str(tmp_path / "aligned.mrc"), angles=str(tmp_path / "aligned.tlt")),
+                    output=out, params=_Named(backend="astra", algorithm="mlem", iterations=3, subsets=8, projector="line",
+                                              slabs=1, thickness_px=None, pixel_size_nm=None),
+                    wildcards=_Named(sample="t", i="0"), log=[str(tmp_path / "s.log")])
+    assert exc.value.code == 1
+    assert not any((tmp_path / p).exists() for p in ("slab_0.mrc", "slab_0_misfit.tsv"))
+    assert "67 tilt angles for the 69 images" in (tmp_path / "s.log").read_text()

@@ -810,6 +810,60 @@ def combine_misfit(residual_ss: Sequence[npt.ArrayLike], data_ss: Sequence[float
     return np.sqrt(np.sum(arrs, axis=0)[1:] / total)
 
 
+def misfit_table(result: ReconResult, slab: int | str, start: int, stop: int) -> Any:
+    """Per-iteration misfit of one slab as a table (written as ``recon/slab_{i}_misfit.tsv``).
+
+    Parameters
+    ----------
+    result : ReconResult
+    slab : int or str
+        Slab index (``"all"`` for a whole volume).
+    start, stop : int
+        The slab's slice range.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``slab, start, stop, iteration`` (0 = start estimate), ``misfit`` (relative),
+        ``residual_ss``, ``data_ss``; no rows for FBP.
+    """
+    import pandas as pd
+
+    rss = np.asarray(result.residual_ss, np.float64)
+    dss = float(result.data_ss)
+    rel = np.sqrt(rss / dss) if dss > 0 else np.zeros_like(rss)
+    return pd.DataFrame({"slab": [slab] * rss.size, "start": start, "stop": stop, "iteration": np.arange(rss.size),
+                         "misfit": rel, "residual_ss": rss, "data_ss": dss})
+
+
+def gather_misfit(tables: Sequence[Any]) -> Any:
+    """Concatenate per-slab misfit tables and append the whole volume's rows (``slab = "all"``).
+
+    Parameters
+    ----------
+    tables : sequence of pandas.DataFrame
+        Outputs of :func:`misfit_table`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Same columns; the ``all`` rows hold ``sqrt(Σ residual_ss / Σ data_ss)`` per iteration.
+    """
+    import pandas as pd
+
+    parts = [t for t in tables if len(t)]
+    if not parts:
+        return pd.DataFrame(columns=["slab", "start", "stop", "iteration", "misfit", "residual_ss", "data_ss"])
+    df = pd.concat(parts, ignore_index=True)
+    df["slab"] = df["slab"].astype(str)
+    dss = float(df.groupby("slab")["data_ss"].first().sum())
+    agg = df.groupby("iteration", sort=True)["residual_ss"].sum()
+    whole = pd.DataFrame({"slab": "all", "start": int(df["start"].min()), "stop": int(df["stop"].max()),
+                          "iteration": agg.index.to_numpy(), "residual_ss": agg.to_numpy(), "data_ss": dss})
+    whole["misfit"] = np.sqrt(whole["residual_ss"] / dss) if dss > 0 else 0.0
+    return pd.concat([df, whole[df.columns]], ignore_index=True)
+
+
 # --------------------------------------------------------------------------- figures
 def orthoslices_figure(volume: npt.NDArray[np.floating], voxel_size_nm: float, *, position: Sequence[int] | None = None,
                        title: str = "", scale_bar_nm: float | None = None) -> "Figure":  # noqa: F821
@@ -874,7 +928,8 @@ def misfit_figure(table: Any, *, title: str = "") -> "Figure":  # noqa: F821
     Parameters
     ----------
     table : pandas.DataFrame
-        Columns ``slab`` (int, or ``"all"`` for the whole volume), ``iteration`` (1-based), ``misfit``.
+        Columns ``slab`` (int, or ``"all"`` for the whole volume), ``iteration``, ``misfit``
+        (:func:`gather_misfit`); iteration 0 (the start estimate) is not drawn.
     title : str
 
     Returns
@@ -885,6 +940,7 @@ def misfit_figure(table: Any, *, title: str = "") -> "Figure":  # noqa: F821
 
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.subplots()
+    table = table[table["iteration"] > 0] if "iteration" in table else table
     for slab, grp in table.groupby(table["slab"].astype(str), sort=False):
         grp = grp.sort_values("iteration")
         style = {"color": "k", "lw": 2.0} if slab == "all" else {"lw": 0.8, "alpha": 0.7}
