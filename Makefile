@@ -1,0 +1,30 @@
+# Two commands do all set-up on a fresh machine (see README.md):
+#   make demo   - install everything, then run the whole workflow on the built-in synthetic catalyst
+#   make test   - install everything, then run the test suite (unit, lint, end-to-end, Slurm)
+SHELL := /bin/bash
+CORES ?= 2
+STAMP := .venv/.installed
+ENV := source .venv/bin/activate && export VTK_DEFAULT_OPENGL_WINDOW=vtkOSOpenGLRenderWindow KERAS_BACKEND=$${KERAS_BACKEND:-tensorflow} TF_CPP_MIN_LOG_LEVEL=2 &&
+
+.PHONY: venv demo test report lint clean
+venv: $(STAMP)
+$(STAMP): pyproject.toml .ci/setup.sh
+	bash .ci/setup.sh
+	touch $@
+
+demo: $(STAMP)
+	$(ENV) snakemake --cores $(CORES)
+	$(ENV) snakemake --report report.html
+	@echo "Results in results/, report in report.html"
+
+test: $(STAMP)
+	$(ENV) python -m pytest
+
+report: $(STAMP)
+	$(ENV) snakemake --report report.html
+
+lint: $(STAMP)
+	$(ENV) snakemake --lint
+
+clean:
+	rm -rf results logs benchmarks/results .snakemake report.html
