@@ -1,0 +1,95 @@
+# Surface meshes and catalyst quantification (tomoflow.mesh, tomoflow.quantify, tomoflow.io.meshes):
+# export_meshes: segmentation -> one closed, smoothed surface per non-background class in nm (.vtp with
+#   class/voxel-size/axis metadata and per-object component_id, .stl) + offscreen renders from 4 viewpoints;
+# quantify: segmentation (+ true labels and the generator's particle list where the sample has them) ->
+#   per-particle table, summary with predicted / true / generator numbers side by side, size histogram.
+
+import re as _re
+from pathlib import Path as _Path
+
+#: Render viewpoints (tomoflow.mesh.VIEWS): xy = along the beam, xz = along the tilt axis, yz = along x.
+MESH_VIEWS = ["xy", "xz", "yz", "iso"]
+MESH_CLASSES = CLASSES[1:]  # every non-background class gets a mesh
+
+
+def _sample_pixel_size(wildcards):
+    """pixel_size_nm of the sample table (used when the label file has no voxel size), or None."""
+    value = sample_value(wildcards.sample, "pixel_size_nm")
+    return float(value) if value else None
+
+
+def _quantify_inputs(wildcards):
+    """Predicted labels; plus true labels and, for synthetic samples, the generator's specimen.json."""
+    s = wildcards.sample
+    inputs = {"segmentation": f"results/{s}/segmentation.tif"}
+    truth = sample_value(s, "true_labels")
+    if truth:
+        inputs["true_labels"] = truth
+        if truth.startswith("results/synthetic/"):
+            inputs["specimen"] = str(_Path(truth).parent / "specimen.json")
+    return inputs
+
+
+rule export_meshes:
+    input:
+        labels="results/{sample}/segmentation.tif",
+    output:
+        vtp=expand("results/{{sample}}/meshes/{cls}.vtp", cls=MESH_CLASSES),
+        stl=expand("results/{{sample}}/meshes/{cls}.stl", cls=MESH_CLASSES),
+        renders=expand("results/{{sample}}/meshes/render_{view}.png", view=MESH_VIEWS),
+    log:
+        "logs/export_meshes/{sample}.log",
+    benchmark:
+        "benchmarks/results/export_meshes/{sample}.tsv"
+    wildcard_constraints:
+        sample="|".join(_re.escape(s) for s in SAMPLES.index) if len(SAMPLES.index) else "NO_SAMPLES",
+    params:
+        classes=CLASSES,
+        views=MESH_VIEWS,
+        smoothing_iterations=config["mesh"]["smoothing_iterations"],
+        pass_band=config["mesh"]["pass_band"],
+        target_reduction=config["mesh"]["target_reduction"],
+        render_size=config["mesh"]["render_size"],
+        connectivity=config["quantify"]["connectivity"],
+        pixel_size_nm=_sample_pixel_size,
+    threads: 2
+    resources:
+        # per-class mask + int32 component labels + surfaces: ~20 bytes per (uint8) label voxel
+        mem_mb=lambda wildcards, input: max(4000, int(20 * input.size_mb)),
+        runtime=30,
+    conda:
+        "../../envs/mesh.yaml"
+    script:
+        "../scripts/export_meshes.py"
+
+
+rule quantify:
+    input:
+        unpack(_quantify_inputs),
+    output:
+        particles="results/{sample}/quantification/particles.tsv",
+        summary="results/{sample}/quantification/summary.json",
+        size_hist="results/{sample}/quantification/size_hist.png",
+    log:
+        "logs/quantify/{sample}.log",
+    benchmark:
+        "benchmarks/results/quantify/{sample}.tsv"
+    wildcard_constraints:
+        sample="|".join(_re.escape(s) for s in SAMPLES.index) if len(SAMPLES.index) else "NO_SAMPLES",
+    params:
+        classes=CLASSES,
+        connectivity=config["quantify"]["connectivity"],
+        contact_distance_nm=config["quantify"]["contact_distance_nm"],
+        envelope_closing_nm=config["quantify"].get("envelope_closing_nm", 1.0),
+        smoothing_iterations=config["mesh"]["smoothing_iterations"],
+        pass_band=config["mesh"]["pass_band"],
+        pixel_size_nm=_sample_pixel_size,
+    threads: 2
+    resources:
+        # labels, int32 components, EDT feature indices (3 × int32) and float64 distances: ~40 bytes per voxel
+        mem_mb=lambda wildcards, input: max(4000, int(40 * input.size_mb)),
+        runtime=30,
+    conda:
+        "../../envs/mesh.yaml"
+    script:
+        "../scripts/quantify.py"
