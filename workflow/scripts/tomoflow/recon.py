@@ -904,7 +904,8 @@ def orthoslices_figure(volume: npt.NDArray[np.floating], voxel_size_nm: float, *
         mag = 10 ** math.floor(math.log10(target)) if target > 0 else 1.0
         scale_bar_nm = max(m * mag for m in (1, 2, 5) if m * mag <= target) if target >= mag else mag
     widths = [nx, nx, nz]
-    fig = Figure(figsize=(4 + 8 * sum(widths) / max(sum(widths), 1), 4.2), layout="constrained")
+    inch_per_px = 12.0 / sum(widths)
+    fig = Figure(figsize=(12.5, max(2.5, max(nz, ny) * inch_per_px + 1.3)), layout="constrained")
     axes = fig.subplots(1, 3, width_ratios=widths)
     for ax, (name, img, xl, yl) in zip(axes, planes):
         ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest", origin="upper")
