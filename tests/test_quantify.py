@@ -138,6 +138,18 @@ def test_empty_particles_give_zero_not_crash():
     assert c["n_particles"] == {"predicted": 0, "true": 0, "generator": 0}
     fig = size_histogram({"predicted": table, "true": table})
     assert isinstance(fig, Figure)
+    # nothing at all: zeros and None, no crash
+    t0, s0 = quantify(np.zeros((8, 8, 8), np.uint8), 0.4)
+    assert len(t0) == 0 and s0["support_volume_nm3"] == 0.0 and s0["support_external_surface_area_nm2"] == 0.0
+    assert s0["pore_volume_fraction"] is None and s0["particle_density_per_support_area_nm2"] is None
+
+
+def test_deterministic(scene):
+    lab, vs, *_ = scene
+    t1, s1 = quantify(lab, vs)
+    t2, s2 = quantify(lab, vs)
+    pd.testing.assert_frame_equal(t1, t2)
+    assert s1 == s2
 
 
 def test_generator_comparison_and_histogram():

@@ -163,8 +163,9 @@ def n_boundary_edges(mesh: pv.PolyData) -> int:
     f = _faces(mesh)
     if len(f) == 0:
         return 0
-    e = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1)
-    _, counts = np.unique(e, axis=0, return_counts=True)
+    e = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1).astype(np.int64)
+    key = e[:, 0] * (int(f.max()) + 1) + e[:, 1]
+    _, counts = np.unique(key, return_counts=True)
     return int(np.count_nonzero(counts == 1))
 
 
@@ -206,9 +207,8 @@ def _offset_to_volumes(points: np.ndarray, faces: np.ndarray, region: np.ndarray
             delta = np.where(a > 0, (target - v) / a, 0.0)
         if np.all(np.abs(delta) < 1e-6 * np.sqrt(np.maximum(a, 1e-30))):
             break
-        normals = np.zeros_like(pts)
-        for k in range(3):
-            np.add.at(normals, faces[:, k], wn)
+        idx = faces.ravel()
+        normals = np.stack([np.bincount(idx, weights=np.repeat(wn[:, c], 3), minlength=len(pts)) for c in range(3)], axis=1)
         norm = np.linalg.norm(normals, axis=1, keepdims=True)
         normals = np.divide(normals, norm, out=np.zeros_like(normals), where=norm > 0)
         pts += delta[region][:, None] * normals
