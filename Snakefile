@@ -10,8 +10,18 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+wildcard_constraints:
+    sample=r"[A-Za-z0-9_.-]+",
+    name=r"[A-Za-z0-9_.-]+",
+    i=r"\d+",
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/synthetic.smk"
+include: "workflow/rules/recon.smk"
+include: "workflow/rules/predict.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/mesh.smk"
 
 
 rule all:

@@ -83,6 +83,61 @@ def sample_value(sample, column, default=""):
     return value if value != "" else default
 
 
+def sample_float(column):
+    """Input/params function: the sample's ``column`` as float, None when empty."""
+
+    def get(wildcards):
+        value = sample_value(wildcards.sample, column)
+        return float(value) if value else None
+
+    return get
+
+
+def sample_int(column):
+    """Input/params function: the sample's ``column`` as int, None when empty."""
+
+    def get(wildcards):
+        value = sample_value(wildcards.sample, column)
+        return int(float(value)) if value else None
+
+    return get
+
+
+def specimen_of(true_labels):
+    """The generator's specimen.json beside synthetic true labels, else None."""
+    if true_labels.startswith("results/synthetic/"):
+        return str(Path(true_labels).parent / "specimen.json")
+    return None
+
+
+def evaluate_inputs(wildcards):
+    """Only what exists for this sample: true labels (+ segmentation) and/or model + split + annotations."""
+    s = wildcards.sample
+    inputs = {}
+    truth = sample_value(s, "true_labels")
+    if truth:
+        inputs["true_labels"] = truth
+        inputs["segmentation"] = f"results/{s}/segmentation.tif"
+    if s in config["train"]["samples"]:
+        inputs["model"] = "results/model/unet.keras"
+        inputs["split"] = "results/model/split.json"
+        inputs["images"] = f"results/{s}/annotations/images.tif"
+        inputs["labels"] = f"results/{s}/annotations/labels.tif"
+    return inputs
+
+
+def quantify_inputs(wildcards):
+    """Predicted labels; plus true labels and, for synthetic samples, the generator's specimen.json."""
+    s = wildcards.sample
+    inputs = {"segmentation": f"results/{s}/segmentation.tif"}
+    truth = sample_value(s, "true_labels")
+    if truth:
+        inputs["true_labels"] = truth
+        if specimen_of(truth):
+            inputs["specimen"] = specimen_of(truth)
+    return inputs
+
+
 def synthetic_samples():
     return [s for s in SAMPLES.index if sample_value(s, "tilt_series").startswith("results/synthetic/")]
 

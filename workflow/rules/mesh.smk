@@ -4,45 +4,21 @@
 # quantify: segmentation (+ true labels and the generator's particle list where the sample has them) ->
 #   per-particle table, summary with predicted / true / generator numbers side by side, size histogram.
 
-import re as _re
-from pathlib import Path as _Path
-
 #: Render viewpoints (tomoflow.mesh.VIEWS): xy = along the beam, xz = along the tilt axis, yz = along x.
 MESH_VIEWS = ["xy", "xz", "yz", "iso"]
-MESH_CLASSES = CLASSES[1:]  # every non-background class gets a mesh
-
-
-def _sample_pixel_size(wildcards):
-    """pixel_size_nm of the sample table (used when the label file has no voxel size), or None."""
-    value = sample_value(wildcards.sample, "pixel_size_nm")
-    return float(value) if value else None
-
-
-def _quantify_inputs(wildcards):
-    """Predicted labels; plus true labels and, for synthetic samples, the generator's specimen.json."""
-    s = wildcards.sample
-    inputs = {"segmentation": f"results/{s}/segmentation.tif"}
-    truth = sample_value(s, "true_labels")
-    if truth:
-        inputs["true_labels"] = truth
-        if truth.startswith("results/synthetic/"):
-            inputs["specimen"] = str(_Path(truth).parent / "specimen.json")
-    return inputs
 
 
 rule export_meshes:
     input:
         labels="results/{sample}/segmentation.tif",
     output:
-        vtp=expand("results/{{sample}}/meshes/{cls}.vtp", cls=MESH_CLASSES),
-        stl=expand("results/{{sample}}/meshes/{cls}.stl", cls=MESH_CLASSES),
+        vtp=expand("results/{{sample}}/meshes/{cls}.vtp", cls=CLASSES[1:]),
+        stl=expand("results/{{sample}}/meshes/{cls}.stl", cls=CLASSES[1:]),
         renders=expand("results/{{sample}}/meshes/render_{view}.png", view=MESH_VIEWS),
     log:
         "logs/export_meshes/{sample}.log",
     benchmark:
         "benchmarks/results/export_meshes/{sample}.tsv"
-    wildcard_constraints:
-        sample="|".join(_re.escape(s) for s in SAMPLES.index) if len(SAMPLES.index) else "NO_SAMPLES",
     params:
         classes=CLASSES,
         views=MESH_VIEWS,
@@ -51,7 +27,7 @@ rule export_meshes:
         target_reduction=config["mesh"]["target_reduction"],
         render_size=config["mesh"]["render_size"],
         connectivity=config["quantify"]["connectivity"],
-        pixel_size_nm=_sample_pixel_size,
+        pixel_size_nm=sample_float("pixel_size_nm"),
     threads: 2
     resources:
         # per-class mask + int32 component labels + surfaces: ~20 bytes per (uint8) label voxel
@@ -65,7 +41,7 @@ rule export_meshes:
 
 rule quantify:
     input:
-        unpack(_quantify_inputs),
+        unpack(quantify_inputs),
     output:
         particles="results/{sample}/quantification/particles.tsv",
         summary="results/{sample}/quantification/summary.json",
@@ -74,16 +50,14 @@ rule quantify:
         "logs/quantify/{sample}.log",
     benchmark:
         "benchmarks/results/quantify/{sample}.tsv"
-    wildcard_constraints:
-        sample="|".join(_re.escape(s) for s in SAMPLES.index) if len(SAMPLES.index) else "NO_SAMPLES",
     params:
         classes=CLASSES,
         connectivity=config["quantify"]["connectivity"],
         contact_distance_nm=config["quantify"]["contact_distance_nm"],
-        envelope_closing_nm=config["quantify"].get("envelope_closing_nm", 1.0),
+        envelope_closing_nm=config["quantify"]["envelope_closing_nm"],
         smoothing_iterations=config["mesh"]["smoothing_iterations"],
         pass_band=config["mesh"]["pass_band"],
-        pixel_size_nm=_sample_pixel_size,
+        pixel_size_nm=sample_float("pixel_size_nm"),
     threads: 2
     resources:
         # labels, int32 components, EDT feature indices (3 × int32) and float64 distances: ~40 bytes per voxel
