@@ -68,6 +68,11 @@ def test_system_matrix_nnz_line_projector() -> None:
     assert 1.1 < n / (69 * 64 * 64) < 1.35  # facts.md: ~1.22 non-zeros per (angle x pixel)
 
 
+def test_system_matrix_nnz_refuses_distance_driven() -> None:
+    with pytest.raises(ValueError, match="no valid system matrix"):
+        system_matrix_nnz(8, 8, [0.0], projector="distance_driven")
+
+
 def test_unknown_projector_rejected() -> None:
     with pytest.raises(ValueError, match="unknown ASTRA projector"):
         forward_project(np.zeros((1, 4, 4)), [0.0], projector="joseph")

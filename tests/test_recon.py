@@ -255,6 +255,9 @@ def test_bad_input_raises_input_error() -> None:
         reconstruct(ts, WEDGE, algorithm="osem", subsets=0)
     with pytest.raises(InputError, match="recon.projector"):
         reconstruct(ts, WEDGE, projector="joseph")
+    if not astra.use_cuda():
+        with pytest.raises(InputError, match="needs an ASTRA CUDA device"):
+            reconstruct(ts, WEDGE, projector="cuda")
     with pytest.raises(InputError, match="no positive signal"):
         reconstruct(-np.abs(ts) - 1, WEDGE)
 

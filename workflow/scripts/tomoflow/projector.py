@@ -220,7 +220,8 @@ def system_matrix_nnz(
     n_det : int, optional
         Detector pixels; default ``n_x``.
     center_offset_px : float
-    projector : {'line', 'linear', 'strip', 'distance_driven'}
+    projector : {'line', 'linear', 'strip'}
+        ``distance_driven`` is refused: ASTRA 2.5's matrix export returns one weight per ray for it.
 
     Returns
     -------
@@ -229,6 +230,9 @@ def system_matrix_nnz(
         many multiply-adds.
     """
     _check_projector(projector)
+    if projector not in ("line", "linear", "strip"):
+        raise ValueError(f"ASTRA exports no valid system matrix for the {projector!r} projector (it returns one "
+                         "weight per ray); count non-zeros for 'line', 'linear' or 'strip'")
     vol_geom = astra.create_vol_geom(int(n_z), int(n_x))
     total = 0
     for a in np.atleast_1d(np.asarray(angles_deg, dtype=np.float64)):

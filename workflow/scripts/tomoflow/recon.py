@@ -506,8 +506,9 @@ def reconstruct(
         MLEM/SIRT iterations or OSEM passes (ignored by FBP).
     subsets : int
         OSEM angle subsets (ignored otherwise).
-    projector : {'line', 'linear', 'strip', 'distance_driven'}
-        ASTRA CPU projector (the GPU uses ``cuda``; TomoPy its own, ``line``-equivalent, ray tracer).
+    projector : {'line', 'linear', 'strip', 'distance_driven', 'cuda'}
+        ASTRA CPU projector; ``cuda`` demands the GPU (which is used with ``device='auto'`` whenever
+        present, whatever the projector); TomoPy uses its own, ``line``-equivalent, ray tracer.
     backend : {'astra', 'tomopy'}
     center_offset_px : float
         The rotation axis projects to detector coordinate ``n_det / 2 + center_offset_px``.
@@ -560,7 +561,10 @@ def reconstruct(
                                             float(center_offset_px), int(threads), progress)
         info["device"] = "cpu"
     else:
-        gpu = _use_gpu(device)
+        if projector == "cuda" and not astra.use_cuda():
+            raise InputError("config recon.projector", "projector 'cuda' needs an ASTRA CUDA device and there is none here",
+                             f"use one of {', '.join(CPU_PROJECTORS)}")
+        gpu = _use_gpu("gpu" if projector == "cuda" else device)
         info["device"] = "gpu" if gpu else "cpu"
         if gpu:
             info["projector"] = "cuda"
