@@ -8,6 +8,7 @@ from scipy.signal import windows
 
 from tomoflow.errors import InputError
 from tomoflow.predict import (
+    chunk_slices_for,
     figure_positions,
     patch_grid,
     predict_chunks,
@@ -209,6 +210,15 @@ def test_batch_and_chunk_size_do_not_change_the_result(conv_model) -> None:
     assert [(c[0], c[1]) for c in chunks] == [(0, 2), (2, 4), (4, 5)]
     b = np.concatenate([c[2] for c in chunks])
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+def test_chunk_size_fills_whole_batches_and_respects_the_budget() -> None:
+    demo = patch_grid((128, 256), 128)  # 3 x 5 = 15 patches/slice -> 8 slices = 120 = 15 batches of 8
+    assert demo.n_patches == 15 and chunk_slices_for(demo, 8) == 8
+    paper = patch_grid((1024, 512), 128)  # 153 patches/slice, 1152 x 640 padded
+    assert chunk_slices_for(paper, 8) == 8
+    assert chunk_slices_for(paper, 8, max_chunk_mb=100) == int(100 * 2**20 // (1152 * 640 * 28))  # = 5
+    assert chunk_slices_for(patch_grid((40, 72), 32), 8) == 1  # 24 patches: 3 full batches
 
 
 def test_probabilities_to_uint8_hand_values() -> None:

@@ -4,29 +4,17 @@
 # concurrency when `--resources gpu=N` is given, and the same code runs on CPU (TensorFlow picks the device).
 
 
-def _predict_pixel_size(wildcards):
-    """pixel_size_nm of the sample table (fallback when the volume header has no voxel size), or None."""
-    if wildcards.sample in SAMPLES.index:
-        value = SAMPLES.loc[wildcards.sample, "pixel_size_nm"]
-        if value not in ("", None):
-            return float(value)
-    return None
-
-
-def _predict_prob_files(pattern):
-    """Per-class probability files (class-major order) when predict.save_probabilities is on."""
-    if not config["predict"]["save_probabilities"]:
-        return {}
-    return {"probabilities": [pattern.format(cls=c, i="{i}") for c in CLASSES]}
-
-
 rule predict_slab:
     input:
         volume="results/{sample}/volume.mrc",
         model="results/model/unet.keras",
     output:
         labels="results/{sample}/predict/slab_{i}.tif",
-        **_predict_prob_files("results/{{sample}}/predict/slab_{i}_prob_{cls}.tif"),
+        **(
+            {"probabilities": [f"results/{{sample}}/predict/slab_{{i}}_prob_{c}.tif" for c in CLASSES]}
+            if config["predict"]["save_probabilities"]
+            else {}
+        ),
     log:
         "logs/predict_slab/{sample}_{i}.log",
     benchmark:
@@ -39,10 +27,15 @@ rule predict_slab:
         tta=config["predict"]["tta"],
         save_probabilities=config["predict"]["save_probabilities"],
         patch_size=config["train"]["patch_size"],
-        pixel_size_nm=_predict_pixel_size,
+        # fallback voxel size (nm) where the volume header has none: pixel_size_nm of the sample table
+        pixel_size_nm=lambda wc: (
+            float(SAMPLES.loc[wc.sample, "pixel_size_nm"])
+            if wc.sample in SAMPLES.index and str(SAMPLES.loc[wc.sample, "pixel_size_nm"]).strip()
+            else None
+        ),
     threads: 4
     resources:
-        mem_mb=6000,
+        mem_mb=4000,
         runtime=120,
         gpu=1,
     conda:
@@ -79,7 +72,12 @@ rule predict_segmentation:
     params:
         classes=CLASSES,
         figure_slices=4,
-        pixel_size_nm=_predict_pixel_size,
+        # fallback voxel size (nm) where the volume header has none: pixel_size_nm of the sample table
+        pixel_size_nm=lambda wc: (
+            float(SAMPLES.loc[wc.sample, "pixel_size_nm"])
+            if wc.sample in SAMPLES.index and str(SAMPLES.loc[wc.sample, "pixel_size_nm"]).strip()
+            else None
+        ),
     threads: 1
     resources:
         mem_mb=4000,

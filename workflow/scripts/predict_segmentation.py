@@ -18,15 +18,18 @@ def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
     classes = list(smk.params.classes)
     volume = str(smk.input.volume)
     n_slices = io.volume_shape(volume)[0]
-    parts, voxel = [], None
-    for path in smk.input.slabs:
+    labels, voxel, filled = None, None, 0
+    for path in smk.input.slabs:  # fill one preallocated stack: no second copy of the labels
         lab, vs = io.read_labels(path, len(classes))
-        parts.append(lab)
-        voxel = voxel if voxel is not None else vs
-    labels = np.concatenate(parts)
-    del parts
-    if labels.shape[0] != n_slices:
-        raise InputError(smk.input.slabs[0], f"the slabs hold {labels.shape[0]} slices but {volume} has {n_slices}", "delete results/{sample}/predict/ and re-run")
+        if labels is None:
+            labels = np.empty((n_slices,) + lab.shape[1:], dtype=np.uint8)
+            voxel = vs
+        if filled + lab.shape[0] > n_slices or lab.shape[1:] != labels.shape[1:]:
+            raise InputError(path, f"slab of shape {lab.shape} does not fit {volume} of shape {(n_slices,) + labels.shape[1:]}", "delete results/{sample}/predict/ and re-run")
+        labels[filled : filled + lab.shape[0]] = lab
+        filled += lab.shape[0]
+    if labels is None or filled != n_slices:
+        raise InputError(volume, f"the slabs hold {filled} slices but the volume has {n_slices}", "delete results/{sample}/predict/ and re-run")
     _, vol_voxel = io.read_slab(volume, 0, 1)
     vs = io.voxel_size_or(volume, vol_voxel if vol_voxel is not None else voxel, smk.params.pixel_size_nm or None)
     io.write_labels(smk.output.segmentation, labels, vs)
@@ -37,7 +40,14 @@ def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
         n_slabs = len(smk.input.slabs)
         for c, out in enumerate(smk.output.probabilities):  # one class at a time: bounded memory
             slab_files = list(smk.input.probabilities)[c * n_slabs : (c + 1) * n_slabs]
-            io.write_volume(out, np.concatenate([io.read_volume(p)[0] for p in slab_files]), vs)
+            stack = np.empty(labels.shape, dtype=np.uint8)
+            a = 0
+            for p in slab_files:
+                block = io.read_volume(p)[0]
+                stack[a : a + block.shape[0]] = block
+                a += block.shape[0]
+            io.write_volume(out, stack, vs)
+            del stack
 
     positions = figure_positions(n_slices, int(smk.params.figure_slices))
     slices = {p: io.read_slab(volume, p, p + 1)[0][0] for p in positions}

@@ -30,8 +30,9 @@ model) and returning softmax probabilities ``(B, Hp, Wp, C)``.  Every model call
 ``batch_size`` patches (the last batch is padded with zeros and its extra outputs dropped) so a compiled
 model never retraces.
 
-Memory: slices are processed in chunks (:func:`chunk_slices_for`) whose float64 accumulators stay below
-``max_chunk_mb``; :func:`predict_volume_slab` reads its input chunk by chunk through a reader callable
+Memory: slices are processed in chunks of the fewest slices whose patches fill whole batches
+(:func:`chunk_slices_for`; float64 accumulators capped by ``max_chunk_mb``), independent of the stack;
+:func:`predict_volume_slab` reads its input chunk by chunk through a reader callable
 and keeps only uint8 labels (and optional uint8 probabilities) of its slab, so the memory of a slab job
 does not depend on the depth of the stack.
 """
@@ -323,11 +324,32 @@ def _predict_patches(
 
 
 # --------------------------------------------------------------------------- stacks
-def chunk_slices_for(grid: PatchGrid, n_classes: int = 3, max_chunk_mb: float = 256.0) -> int:
-    """Slices per chunk so that the float64 accumulators + padded inputs stay below ``max_chunk_mb``."""
+def chunk_slices_for(grid: PatchGrid, batch_size: int = 8, n_classes: int = 3, max_chunk_mb: float = 256.0) -> int:
+    """Slices per chunk: the fewest whose patches fill whole batches, within a memory budget.
+
+    Parameters
+    ----------
+    grid : PatchGrid
+        Patch layout of one slice (``grid.n_patches`` patches per slice).
+    batch_size : int
+        Patches per model call.
+    n_classes : int
+        Output channels (the float64 accumulators hold ``n_classes`` values per padded pixel).
+    max_chunk_mb : float
+        Budget (MiB) for the accumulators and padded inputs of one chunk.
+
+    Returns
+    -------
+    int
+        ``batch_size / gcd(n_patches, batch_size)`` (so no model call is padded) when that fits the
+        budget, else as many slices as fit (at least 1).  Independent of the stack depth, so the memory
+        of a prediction does not grow with it.
+    """
     hp, wp = grid.padded_shape
     per_slice = hp * wp * (8 * n_classes + 4)
-    return max(1, int(max_chunk_mb * 2**20 // per_slice))
+    fit = max(1, int(max_chunk_mb * 2**20 // per_slice))
+    full = batch_size // math.gcd(grid.n_patches, batch_size)
+    return full if full <= fit else fit
 
 
 def _read(source: SliceSource, start: int, stop: int) -> np.ndarray:
@@ -399,7 +421,7 @@ def predict_chunks(
     cached: np.ndarray | None = first
     while a < stop:
         if chunk is None:
-            step = chunk_slices_for(grid, n_classes or 3, max_chunk_mb)
+            step = chunk_slices_for(grid, batch_size, n_classes or 3, max_chunk_mb)
         else:
             step = max(1, int(chunk))
         b = min(stop, a + step)
