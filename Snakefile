@@ -19,9 +19,11 @@ wildcard_constraints:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/recon.smk"
+include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/mesh.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

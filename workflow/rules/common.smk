@@ -138,6 +138,36 @@ def quantify_inputs(wildcards):
     return inputs
 
 
+def evaluate_inputs_exist(sample):
+    """A sample can be evaluated when it has true labels or validation patches."""
+    return bool(sample_value(sample, "true_labels")) or sample in config["train"]["samples"]
+
+
+def final_outputs(sample):
+    """The last outputs of every stage for one sample."""
+    out = [
+        f"results/{sample}/volume.mrc",
+        f"results/{sample}/segmentation.tif",
+        f"results/{sample}/meshes/render_iso.png",
+        f"results/{sample}/quantification/summary.json",
+    ]
+    if evaluate_inputs_exist(sample):
+        out.append(f"results/{sample}/metrics/metrics.json")
+    return out
+
+
+def provenance_inputs(wildcards):
+    """Raw inputs to checksum, and the sample's final outputs (so provenance is written last)."""
+    s = wildcards.sample
+    inputs = {"outputs": final_outputs(s)}
+    for column in ("tilt_series", "angles", "true_labels", "annotation_images", "annotation_labels"):
+        value = sample_value(s, column)
+        if value and not Path(value).is_dir():
+            inputs[column] = value
+    inputs["model"] = "results/model/unet.keras"  # every sample is segmented with it
+    return inputs
+
+
 def synthetic_samples():
     return [s for s in SAMPLES.index if sample_value(s, "tilt_series").startswith("results/synthetic/")]
 
