@@ -15,7 +15,8 @@ element-wise):
   is a per-slice constant ``Σy / Σ Aᵀ1`` (so the first forward projection carries the measured
   total), which keeps every slice independent of how the slices are split into slabs.
 * ``osem`` - the same update on ``subsets`` interleaved angle subsets in turn (Hudson & Larkin
-  1994); one *iteration* is one pass over all subsets.  ``subsets=1`` is exactly MLEM.
+  1994); one *iteration* is one pass over all subsets.  ``subsets=1`` is exactly MLEM.  A voxel that
+  one subset does not see (possible with a centre offset) keeps its value in that sub-iteration.
 * ``sirt`` - ``x ← max(0, x + C Aᵀ R (y − Ax))`` with ``R = 1/A1``, ``C = 1/Aᵀ1`` (ASTRA's SIRT with
   ``MinConstraint=0``), starting from 0.
 * ``fbp`` - Ram-Lak filtered back-projection with angle weights ``Δθ`` (radians) for uneven or
@@ -391,7 +392,8 @@ class _SliceWorker:
         astra.data2d.delete(self._data)
 
     # -- one pass of one slice; returns ‖Ax − y‖² of the estimate on entry
-    def em_pass(self, vol_y: np.ndarray, y: np.ndarray, inv_norms: list[np.ndarray], thr: float) -> float:
+    def em_pass(self, vol_y: np.ndarray, y: np.ndarray, inv_norms: list[np.ndarray], keep: list[np.ndarray | None],
+                thr: float) -> float:
         x, pf, ratio = self.x, self.pf, self.ratio
         np.copyto(x, vol_y)
         astra.algorithm.run(self.fp_full)
@@ -407,8 +409,10 @@ class _SliceWorker:
                 np.maximum(r, thr, out=r)
             np.divide(y[lo:hi], r, out=r)
             astra.algorithm.run(self.bp_full if self.n_sub == 1 else self.bp_sub[s])
+            self.bp *= inv_norms[s]
+            if keep[s] is not None:
+                self.bp += keep[s]
             x *= self.bp
-            x *= inv_norms[s]
         np.copyto(vol_y, x)
         return rss
 
@@ -439,8 +443,8 @@ class _SliceWorker:
 
 
 def _sensitivities(n_z: int, n_x: int, angles_sub: np.ndarray, offsets: Sequence[int], n_det: int, center: float,
-                   projector: str, gpu: bool) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """Per-subset ``1/Aₛᵀ1`` (0 where unseen), full ``1/A1`` (rows) and full ``1/Aᵀ1`` (columns)."""
+                   projector: str, gpu: bool) -> tuple[list[np.ndarray], list[np.ndarray | None], np.ndarray, np.ndarray]:
+    """Per-subset ``1/Aₛᵀ1`` (0 where unseen) and keep-masks, full ``1/A1`` (rows) and full ``1/Aᵀ1`` (columns)."""
     kind = "cuda" if gpu else projector
     vg = astra.create_vol_geom(n_z, n_x)
 
@@ -448,8 +452,9 @@ def _sensitivities(n_z: int, n_x: int, angles_sub: np.ndarray, offsets: Sequence
         pg = projection_geometry(angles, n_det, center)
         pid = astra.create_projector(kind, pg, vg)
         try:
-            _, b = astra.create_backprojection(np.ones((angles.size, n_det), np.float32), pid)
-            _, p = astra.create_sino(np.ones((n_z, n_x), np.float32), pid)
+            bid, b = astra.create_backprojection(np.ones((angles.size, n_det), np.float32), pid)
+            sid, p = astra.create_sino(np.ones((n_z, n_x), np.float32), pid)
+            astra.data2d.delete([bid, sid])
         finally:
             astra.projector.delete(pid)
         return b, p
@@ -460,9 +465,14 @@ def _sensitivities(n_z: int, n_x: int, angles_sub: np.ndarray, offsets: Sequence
 
     n_sub = len(offsets) - 1
     full_bp, full_fp = bp_ones(angles_sub)
-    inv_norms = [inv(full_bp)] if n_sub == 1 else [
+    inv_full = inv(full_bp)
+    inv_norms = [inv_full] if n_sub == 1 else [
         inv(bp_ones(angles_sub[offsets[s]:offsets[s + 1]])[0]) for s in range(n_sub)]
-    return inv_norms, inv(full_fp), inv(full_bp)
+    # OSEM: a voxel that subset s does not see (but the whole set does) keeps its value in that sub-iteration;
+    # keep[s] is added to the update factor there (the factor is 0 there otherwise).
+    keep = [((inv_s == 0) & (inv_full > 0)).astype(np.float32) for inv_s in inv_norms]
+    keep = [k if k.any() else None for k in keep]
+    return inv_norms, keep, inv(full_fp), inv_full
 
 
 def _use_gpu(device: str) -> bool:
@@ -601,7 +611,7 @@ def _reconstruct_astra(data: np.ndarray, angles: np.ndarray, thickness: int, alg
     sino = np.ascontiguousarray(data[perm].transpose(1, 0, 2))
     vol = np.zeros((n_slices, thickness, n_det), np.float32)
     threads = 1 if gpu else min(threads, max(1, n_slices))
-    inv_norms, inv_rows, inv_cols = _sensitivities(thickness, n_det, angles_sub, offsets, n_det, center, projector, gpu)
+    inv_norms, keep, inv_rows, inv_cols = _sensitivities(thickness, n_det, angles_sub, offsets, n_det, center, projector, gpu)
     dss = float(np.einsum("ijk,ijk->", sino, sino, dtype=np.float64))
     rss = np.zeros((n_slices, iterations + 1))
     workers = [_SliceWorker(thickness, n_det, angles_sub, offsets, n_det, center, projector, gpu) for _ in range(threads)]
@@ -629,7 +639,7 @@ def _reconstruct_astra(data: np.ndarray, angles: np.ndarray, thickness: int, alg
 
                 def step(wk: _SliceWorker, rng: range, k: int) -> None:
                     for y in rng:
-                        rss[y, k] = wk.em_pass(vol[y], sino[y], inv_norms, thr)
+                        rss[y, k] = wk.em_pass(vol[y], sino[y], inv_norms, keep, thr)
             else:
                 def step(wk: _SliceWorker, rng: range, k: int) -> None:
                     for y in rng:
@@ -660,8 +670,9 @@ def _mlem_cuda(data: np.ndarray, angles: np.ndarray, thickness: int, iterations:
     vol = np.zeros((n_slices, thickness, n_det), np.float32)
     vg = astra.create_vol_geom(thickness, n_det)
     pg = projection_geometry(angles, n_det, center)
-    _, ones_bp = astra.create_backprojection(np.ones((n_tilts, n_det), np.float32),
-                                             pid := astra.create_projector("cuda", pg, vg))
+    pid = astra.create_projector("cuda", pg, vg)
+    bid, ones_bp = astra.create_backprojection(np.ones((n_tilts, n_det), np.float32), pid)
+    astra.data2d.delete(bid)
     astra.projector.delete(pid)
     sens = float(ones_bp.sum(dtype=np.float64))
     dss = float(np.einsum("ijk,ijk->", sino, sino, dtype=np.float64))
@@ -719,7 +730,8 @@ def _reconstruct_tomopy(data: np.ndarray, angles: np.ndarray, thickness: int, al
     if algorithm in ("mlem", "osem"):
         vg = astra.create_vol_geom(thickness, n_det)
         pid = astra.create_projector("line", projection_geometry(angles, n_det, center), vg)
-        _, ones_bp = astra.create_backprojection(np.ones((n_tilts, n_det), np.float32), pid)
+        bid, ones_bp = astra.create_backprojection(np.ones((n_tilts, n_det), np.float32), pid)
+        astra.data2d.delete(bid)
         astra.projector.delete(pid)
         sens = float(ones_bp.sum(dtype=np.float64))
         rec = np.empty((n_slices, thickness, n_det), np.float32)
