@@ -12,6 +12,7 @@ import json
 import os
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yte
@@ -44,9 +45,11 @@ def load_profile(path: Path, env: dict[str, str] | None = None) -> dict:
         os.environ.update(saved)
 
 
-def resource(expr: str | int, attempt: int = 1) -> int:
-    """Value of a profile resource expression (``"min(8000 * attempt, 9000)"``) for ``attempt``."""
-    return int(eval(str(expr), {"__builtins__": {"min": min, "max": max}}, {"attempt": attempt}))
+def resource(expr: str | int, attempt: int = 1, input_mb: float = 0.0) -> int:
+    """Value of a profile resource expression (``"min(8000 * attempt, 9000)"``) for ``attempt`` and
+    a job whose input files hold ``input_mb`` MB (the names Snakemake gives these expressions)."""
+    names = {"attempt": attempt, "input": SimpleNamespace(size_mb=input_mb)}
+    return int(eval(str(expr), {"__builtins__": {"min": min, "max": max, "int": int}}, names))
 
 
 def parse_cli(profiles: list[Path], monkeypatch, env: dict[str, str] | None = None):
@@ -64,11 +67,9 @@ def parse_cli(profiles: list[Path], monkeypatch, env: dict[str, str] | None = No
 # Static checks of the profiles (no Slurm needed)
 # ------------------------------------------------------------------------------------------------
 def test_profiles_are_valid_snakemake_options(monkeypatch):
-    from snakemake.utils import available_cpu_count
-
     args = parse_cli([SLURM_PROFILE, DEFAULT_PROFILE], monkeypatch)
     assert args.executor == "slurm"
-    assert args.jobs == 100 and args.retries == 1 and args.cores == available_cpu_count()
+    assert args.jobs == 100 and args.retries == 1
     assert set(args.set_threads) == set(RULES)
     assert set(args.set_resources) == set(RULES)
     for rule in RULES:
@@ -87,8 +88,9 @@ def test_default_profile_does_not_override_the_slurm_profile():
         default = yte.process_yaml(f)
     shared = set(slurm) & set(default)
     assert {k: default[k] for k in shared} == {k: slurm[k] for k in shared}
-    assert not {"default-resources", "set-resources", "set-threads", "resources", "executor",
-                "jobs", "retries", "keep-going"} & set(default)
+    # and must not cap the cluster: --cores bounds every job's threads and the sum over running jobs
+    assert not {"cores", "default-resources", "set-resources", "set-threads", "resources", "executor",
+                "jobs", "retries", "keep-going", "max-threads"} & set(default)
 
 
 def test_resources_per_rule_and_retry_scaling():
@@ -105,6 +107,11 @@ def test_resources_per_rule_and_retry_scaling():
         assert resource(res[r]["mem_mb"], attempt=2) == 2 * mem[r]
         assert resource(res[r]["runtime"], attempt=2) == 2 * minutes[r]
     assert resource(prof["default-resources"]["mem_mb"]) == 4000
+    # big inputs: memory follows the input size where the rule's footprint does (MB per input MB)
+    assert resource(res["reconstruct_slab"]["mem_mb"], input_mb=4000) == 6 * 4000
+    assert resource(res["reconstruct_slab"]["mem_mb"], attempt=2, input_mb=4000) == 2 * 6 * 4000
+    assert resource(res["export_meshes"]["mem_mb"], input_mb=1000) == 20 * 1000
+    assert resource(res["align_tilt_series"]["mem_mb"], input_mb=4000) == mem["align_tilt_series"]
     # GPUs: one per training/prediction job by default, none for the rest
     assert {r for r in RULES if res[r].get("gpu")} == set(GPU_RULES)
     assert all(res[r]["gpu"] == 1 for r in GPU_RULES)
@@ -295,7 +302,7 @@ def test_toy_workflow_runs_under_slurm(slurm_cluster: LocalSlurm, tmp_path):  # 
     # 1. Reference: a local run (workflow profile only).
     local = tmp_path / "local"
     snakefile = _write_toy(local)
-    res = run_snakemake(local, ["-s", snakefile, "--configfile", local / "config.yaml"],
+    res = run_snakemake(local, ["-s", snakefile, "--configfile", local / "config.yaml", "--cores", "2"],
                         env=env, timeout=120)
     assert res.returncode == 0, res.stdout[-4000:]
     assert all(r["SLURM_JOB_ID"] is None for r in _records(local).values())
