@@ -115,7 +115,8 @@ def cost_table(sizes: list[int], slices: dict[int, int], iterations: int, thread
             own = (f"{nnz / (ANGLES.size * n * n):>15.3f} {dt:>13.4f} {2 * nnz / dt / 1e6:>12.0f}" if nnz
                    else f"{'n/a':>15} {dt:>13.4f} {'n/a':>12}")
             idle = threads * 2 * (nnz or nnz_line) / cpu / 1e6
-            print(f"{n:>5}² {proj:>16} {own} {2 * nnz_line / dt / 1e6:>16.0f} {cpu:>8.4f} {idle:>22.0f}", flush=True)
+            mark = "" if nnz else " (line-equiv.)"
+            print(f"{n:>5}² {proj:>16} {own} {2 * nnz_line / dt / 1e6:>16.0f} {cpu:>8.4f} {idle:>22.0f}{mark}", flush=True)
         c0 = time.process_time()
         raw = _raw_fp_bp(n, iterations * slices[n])
         cpu = (time.process_time() - c0) / (slices[n] * iterations)
