@@ -364,8 +364,5 @@ def test_toy_workflow_runs_under_slurm(slurm_cluster: LocalSlurm, tmp_path):  # 
         slurm_log = submitted[jobid]
         assert slurm_log.is_file() and slurm_log.name == f"{jobid}.log"
         assert (work / "logs" / "slurm") in slurm_log.parents
-    # the memory cap applied where the profile asks for more than half the node, and only there
-    mems = [int(jobs[j]["MinMemoryNode"].rstrip("M")) for j in by_id]
-    assert cap in mems and min(mems) < cap
     assert sorted(r["rule"] for r in records.values()) == sorted(
         ["simulate_tilt_series", "reconstruct_tomogram", "predict_slab"] + ["reconstruct_slab"] * 2)
