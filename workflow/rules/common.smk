@@ -168,6 +168,32 @@ def provenance_inputs(wildcards):
     return inputs
 
 
+def annotation_mode(sample):
+    """'user' when the sample table gives annotation_images/labels, else 'volume' (true labels)."""
+    images = sample_value(sample, "annotation_images")
+    labels = sample_value(sample, "annotation_labels")
+    if images and labels:
+        return "user"
+    if images or labels:
+        raise ValueError(
+            f"config/samples.tsv: sample {sample} has only one of annotation_images/annotation_labels. "
+            "Fix: give both (a TIFF stack pair or two folders of paired TIFFs) or neither"
+        )
+    if sample_value(sample, "true_labels"):
+        return "volume"
+    raise ValueError(
+        f"config/samples.tsv: sample {sample} has no annotations and no true_labels. "
+        "Fix: fill annotation_images/annotation_labels, or drop it from train.samples"
+    )
+
+
+def annotation_inputs(wildcards):
+    s = wildcards.sample
+    if annotation_mode(s) == "user":
+        return {"images": sample_value(s, "annotation_images"), "labels": sample_value(s, "annotation_labels")}
+    return {"volume": f"results/{s}/volume.mrc", "labels": sample_value(s, "true_labels")}
+
+
 def synthetic_samples():
     return [s for s in SAMPLES.index if sample_value(s, "tilt_series").startswith("results/synthetic/")]
 

@@ -5,19 +5,6 @@
 # declared because the CPU path is the default and a GPU is optional (add it in a profile if wanted).
 
 
-def _recon_sample_value(column):
-    def get(wildcards):
-        value = SAMPLES.loc[wildcards.sample, column] if wildcards.sample in SAMPLES.index else ""
-        return float(value) if value not in ("", None) else None
-
-    return get
-
-
-def _recon_thickness(wildcards):
-    value = _recon_sample_value("thickness_px")(wildcards)
-    return int(value) if value else None
-
-
 rule reconstruct_slab:
     input:
         tilt_series="results/{sample}/aligned.mrc",
@@ -38,8 +25,8 @@ rule reconstruct_slab:
         subsets=config["recon"]["subsets"],
         projector=config["recon"]["projector"],
         slabs=config["recon"]["slabs"],
-        thickness_px=_recon_thickness,
-        pixel_size_nm=_recon_sample_value("pixel_size_nm"),
+        thickness_px=sample_int("thickness_px"),
+        pixel_size_nm=sample_float("pixel_size_nm"),
     threads: 2
     resources:
         # whole stack (float32) + slab sinograms + slab volume, with headroom
@@ -66,7 +53,7 @@ rule reconstruct_tomogram:
         "benchmarks/results/reconstruct_tomogram/{sample}.tsv"
     params:
         algorithm=config["recon"]["algorithm"],
-        pixel_size_nm=_recon_sample_value("pixel_size_nm"),
+        pixel_size_nm=sample_float("pixel_size_nm"),
     threads: 1
     resources:
         mem_mb=lambda wildcards, input: max(1000, int(3 * input.size_mb) + 500),

@@ -4,54 +4,21 @@
 # train_unet (all samples of train.samples -> results/model/).
 
 
-def _annotation_mode(sample):
-    """'user' when the sample table gives annotation_images/labels, else 'volume' (true labels)."""
-    images = sample_value(sample, "annotation_images")
-    labels = sample_value(sample, "annotation_labels")
-    if images and labels:
-        return "user"
-    if images or labels:
-        raise ValueError(
-            f"config/samples.tsv: sample {sample} has only one of annotation_images/annotation_labels. "
-            "Fix: give both (a TIFF stack pair or two folders of paired TIFFs) or neither"
-        )
-    if sample_value(sample, "true_labels"):
-        return "volume"
-    raise ValueError(
-        f"config/samples.tsv: sample {sample} has no annotations and no true_labels. "
-        "Fix: fill annotation_images/annotation_labels, or drop it from train.samples"
-    )
-
-
-def _annotation_inputs(wildcards):
-    s = wildcards.sample
-    if _annotation_mode(s) == "user":
-        return {"images": sample_value(s, "annotation_images"), "labels": sample_value(s, "annotation_labels")}
-    return {"volume": f"results/{s}/volume.mrc", "labels": sample_value(s, "true_labels")}
-
-
-def _annotation_pixel_size(wildcards):
-    value = sample_value(wildcards.sample, "pixel_size_nm")
-    return float(value) if value else None
-
-
 rule extract_annotations:
     input:
-        unpack(_annotation_inputs),
+        unpack(annotation_inputs),
     output:
         images="results/{sample}/annotations/images.tif",
         labels="results/{sample}/annotations/labels.tif",
         slices="results/{sample}/annotations/slices.json",
     log:
         "logs/extract_annotations/{sample}.log",
-    wildcard_constraints:
-        sample="|".join(SAMPLES.index) if len(SAMPLES.index) else "NO_SAMPLES",
     params:
-        mode=lambda wc: _annotation_mode(wc.sample),
+        mode=lambda wc: annotation_mode(wc.sample),
         n_slices=config["annotations"]["n_slices"],
         seed=config["annotations"]["seed"],
         classes=CLASSES,
-        pixel_size_nm=_annotation_pixel_size,
+        pixel_size_nm=sample_float("pixel_size_nm"),
     threads: 1
     resources:
         mem_mb=2000,
