@@ -8,10 +8,10 @@ rule evaluate_segmentation:
         unpack(evaluate_inputs),
     output:
         metrics="results/{sample}/metrics/metrics.json",
-        table1="results/{sample}/metrics/table1.tsv",
+        table1=report("results/{sample}/metrics/table1.tsv", category="5. Evaluation", subcategory="{sample}", caption="../report/table1.rst"),
         rhd="results/{sample}/metrics/rhd.tsv",
-        rhd_png="results/{sample}/metrics/rhd.png",
-        errors="results/{sample}/metrics/errors.png",
+        rhd_png=report("results/{sample}/metrics/rhd.png", category="5. Evaluation", subcategory="{sample}", caption="../report/rhd.rst"),
+        errors=report("results/{sample}/metrics/errors.png", category="5. Evaluation", subcategory="{sample}", caption="../report/errors.rst"),
     log:
         "logs/evaluate_segmentation/{sample}.log",
     benchmark:

@@ -14,7 +14,7 @@ rule export_meshes:
     output:
         vtp=expand("results/{{sample}}/meshes/{cls}.vtp", cls=CLASSES[1:]),
         stl=expand("results/{{sample}}/meshes/{cls}.stl", cls=CLASSES[1:]),
-        renders=expand("results/{{sample}}/meshes/render_{view}.png", view=MESH_VIEWS),
+        renders=report(expand("results/{{sample}}/meshes/render_{view}.png", view=MESH_VIEWS), category="6. Meshes", subcategory="{sample}", caption="../report/renders.rst"),
     log:
         "logs/export_meshes/{sample}.log",
     benchmark:
@@ -45,7 +45,7 @@ rule quantify:
     output:
         particles="results/{sample}/quantification/particles.tsv",
         summary="results/{sample}/quantification/summary.json",
-        size_hist="results/{sample}/quantification/size_hist.png",
+        size_hist=report("results/{sample}/quantification/size_hist.png", category="7. Quantification", subcategory="{sample}", caption="../report/size_hist.rst"),
     log:
         "logs/quantify/{sample}.log",
     benchmark:

@@ -59,7 +59,7 @@ rule predict_segmentation:
         ),
     output:
         segmentation="results/{sample}/segmentation.tif",
-        figure="results/{sample}/figures/prediction.png",
+        figure=report("results/{sample}/figures/prediction.png", category="4. Segmentation", subcategory="{sample}", caption="../report/prediction.rst"),
         **(
             {"probabilities": [f"results/{{sample}}/probabilities/{c}.tif" for c in CLASSES]}
             if config["predict"]["save_probabilities"]

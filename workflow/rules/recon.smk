@@ -45,8 +45,8 @@ rule reconstruct_tomogram:
     output:
         volume="results/{sample}/volume.mrc",
         misfit="results/{sample}/recon/misfit.tsv",
-        misfit_figure="results/{sample}/figures/misfit.png",
-        orthoslices="results/{sample}/figures/orthoslices.png",
+        misfit_figure=report("results/{sample}/figures/misfit.png", category="3. Reconstruction", subcategory="{sample}", caption="../report/misfit.rst"),
+        orthoslices=report("results/{sample}/figures/orthoslices.png", category="3. Reconstruction", subcategory="{sample}", caption="../report/orthoslices.rst"),
     log:
         "logs/reconstruct_tomogram/{sample}.log",
     benchmark:

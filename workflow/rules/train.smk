@@ -35,8 +35,8 @@ rule train_unet:
         labels=expand("results/{sample}/annotations/labels.tif", sample=config["train"]["samples"]),
     output:
         model="results/model/unet.keras",
-        history="results/model/history.tsv",
-        curves="results/model/training_curves.png",
+        history=report("results/model/history.tsv", category="4. Segmentation", subcategory="U-Net training", caption="../report/history.rst"),
+        curves=report("results/model/training_curves.png", category="4. Segmentation", subcategory="U-Net training", caption="../report/training_curves.rst"),
         class_weights="results/model/class_weights.json",
         split="results/model/split.json",
         normalization="results/model/normalization.json",
