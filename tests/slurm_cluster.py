@@ -371,17 +371,38 @@ class LocalSlurm:
                 res[m.group(1)] = m.group(2)
         return res
 
-    def cancel_all(self) -> None:
-        """Cancel every job of this cluster (ignores errors: used in clean-up)."""
+    def cancel_all(self, timeout: float = 30) -> None:
+        """Cancel every job of this cluster and wait (up to ``timeout`` s) until none is left running
+        (ignores errors: used in clean-up)."""
         try:
             self.cmd(["scancel", "--full", "--user", "root"], timeout=15, check=False)
-        except (subprocess.SubprocessError, OSError):
+            _wait("cancelled jobs to end",
+                  lambda: not self.cmd(["squeue", "--noheader", "--states=R,CG,PD,CF,S",
+                                        "--format=%i"], timeout=15).stdout.split(),
+                  timeout, interval=0.5)
+        except (subprocess.SubprocessError, OSError, SlurmError):
             pass
+
+    def _job_pids(self) -> list[int]:
+        """Processes of jobs of this cluster (environment has our SLURM_CONF and a SLURM_JOB_ID)."""
+        conf = f"SLURM_CONF={self.conf}".encode()
+        pids = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
+            try:
+                env = (proc / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if conf in env and any(v.startswith(b"SLURM_JOB_ID=") for v in env):
+                pids.append(int(proc.name))
+        return pids
 
     # ---- life cycle ------------------------------------------------------------------------------
     def stop_daemons(self) -> None:
-        """Stop slurmd, slurmctld and munged of this state directory (pid files), and any leftover
-        slurmctld/slurmd that still listens on the Slurm ports."""
+        """Stop slurmd, slurmctld and munged of this state directory (pid files), any leftover
+        slurmctld/slurmd that still listens on the Slurm ports, and processes of this cluster's jobs
+        that outlived their slurmstepd."""
         names = {"slurmd": ("slurmd",), "slurmctld": ("slurmctld",), "munged": ("munged",)}
         for daemon, pidfile in self._pidfiles().items():
             pid = _pid_from_file(pidfile)
@@ -390,15 +411,11 @@ class LocalSlurm:
         for port in (SLURMD_PORT, CTLD_PORT):
             for pid in _listening_pids(port):
                 _stop_pid(pid, ("slurmd", "slurmctld", "slurmstepd"))
-        # slurmstepd of jobs that were running when a previous run was killed
-        for proc in Path("/proc").iterdir():
-            if proc.name.isdigit() and _comm(int(proc.name)) == "slurmstepd":
-                try:
-                    env = (proc / "environ").read_bytes()
-                except OSError:
-                    continue
-                if f"SLURM_CONF={self.conf}".encode() in env:
-                    _stop_pid(int(proc.name), ("slurmstepd",), timeout=5)
+        # slurmstepd and job processes that outlived their daemons (a killed previous run)
+        for pid in self._job_pids():
+            name = _comm(pid)
+            if name is not None:
+                _stop_pid(pid, (name,), timeout=5)
 
     def _write_files(self) -> None:
         n = self.node
