@@ -2,7 +2,8 @@
 
 The cluster is built from scratch in a fixed state directory (default ``/tmp/tomoflow-slurm``, override
 with ``$TOMOFLOW_SLURM_ROOT``): its own munge key and socket, its own ``slurm.conf`` (reached through
-``$SLURM_CONF``), its own state, spool and log files.  Nothing under ``/etc`` is touched, so a system
+``$SLURM_CONF``; an ``srun`` shim puts it back inside jobs, see :meth:`LocalSlurm._write_files`), its
+own state, spool and log files.  Nothing under ``/etc`` is touched, so a system
 Slurm/munge, if any, is left alone - except a leftover ``slurmctld``/``slurmd`` that still holds port
 6817/6818, which is stopped because the test cluster needs these ports.
 
@@ -488,7 +489,8 @@ State=UNKNOWN
         #  - no slurmdbd here, so sacct cannot report states: poll squeue (MinJobAge=600 s keeps
         #    finished jobs visible; the plugin only keeps squeue if MinJobAge >= 3 x init seconds);
         #  - poll fast (each check that finds nothing finished adds 10 s to the next interval);
-        #  - at most max_threads CPUs per job (1: jobs run side by side on the small node); keep the Slurm logs of successful jobs for inspection.
+        #  - at most max_threads CPUs per job (1: jobs run side by side on the small node);
+        #  - keep the Slurm logs of successful jobs for inspection.
         (self.test_profile / "config.yaml").write_text(f"""\
 slurm-status-command: squeue
 slurm-init-seconds-before-status-checks: 1
@@ -503,8 +505,8 @@ latency-wait: 15
     def start(self, timeout: float = 60) -> None:
         """Stop leftovers, wipe ``root``, write the configuration and start munged, slurmctld, slurmd.
 
-        Returns once the node is idle in every partition (``sinfo``).  Raises :class:`SlurmError` with the tail
-        of the relevant log if a daemon does not come up within ``timeout`` seconds.
+        Returns once the node is idle in every partition (``sinfo``).  Raises :class:`SlurmError` with
+        the tail of the relevant log if a daemon does not come up within ``timeout`` seconds.
         """
         self.stop_daemons()
         for port in (CTLD_PORT, SLURMD_PORT):
