@@ -102,3 +102,75 @@ def test_pairing_and_stacking():
     assert im.shape == (2, 4, 5) and im.dtype == np.float32
     with pytest.raises(InputError, match="differ"):
         stack_pairs([a], [b[:3]], ["x"])
+
+
+class _Named(list):
+    """Minimal stand-in for Snakemake's Namedlist (list + attributes)."""
+
+    def __init__(self, **kw):
+        super().__init__(kw.values())
+        self.__dict__.update(kw)
+
+
+def _run_script(repo_root, name, **smk):
+    import runpy
+    from types import SimpleNamespace
+
+    obj = SimpleNamespace(rule=name, threads=1, **smk)
+    runpy.run_path(str(repo_root / "workflow" / "scripts" / f"{name}.py"), init_globals={"snakemake": obj})
+
+
+def test_extract_annotations_rule_volume_and_folders(tmp_path, repo_root):
+    tifffile = pytest.importorskip("tifffile")
+    from tomoflow.io import read_json, read_volume, write_volume
+
+    rng = np.random.default_rng(0)
+    vol = rng.random((20, 16, 24), dtype=np.float32)
+    lab = rng.integers(0, 3, (20, 16, 24)).astype(np.uint8)
+    write_volume(tmp_path / "volume.mrc", vol, 0.4)
+    write_volume(tmp_path / "labels.tif", lab, 0.4)
+    out = tmp_path / "ann"
+    outputs = _Named(images=str(out / "images.tif"), labels=str(out / "labels.tif"), slices=str(out / "slices.json"))
+    params = dict(n_slices=6, seed=3, classes=CLASSES, pixel_size_nm=None)
+    _run_script(repo_root, "extract_annotations",
+                input=_Named(volume=str(tmp_path / "volume.mrc"), labels=str(tmp_path / "labels.tif")),
+                output=outputs, params=_Named(mode="volume", **params), log=[str(tmp_path / "a.log")],
+                wildcards=_Named(sample="demo"))
+    info = read_json(outputs.slices)
+    np.testing.assert_array_equal(info["indices"], choose_slices(20, 6, 3))
+    im, vs = read_volume(outputs.images)
+    np.testing.assert_array_equal(im, vol[info["indices"]])
+    assert vs == pytest.approx(0.4)
+    np.testing.assert_array_equal(read_volume(outputs.labels)[0], lab[info["indices"]])
+
+    # user annotations: two folders of paired single-slice TIFFs (napari/Fiji export), matched by name
+    (tmp_path / "img").mkdir()
+    (tmp_path / "lab").mkdir()
+    for k in (2, 0, 1):
+        tifffile.imwrite(tmp_path / "img" / f"slice_{k:02d}.tif", vol[k])
+        tifffile.imwrite(tmp_path / "lab" / f"slice_{k:02d}_labels.tif", lab[k])
+    out2 = tmp_path / "ann2"
+    outputs2 = _Named(images=str(out2 / "images.tif"), labels=str(out2 / "labels.tif"),
+                      slices=str(out2 / "slices.json"))
+    _run_script(repo_root, "extract_annotations",
+                input=_Named(images=str(tmp_path / "img"), labels=str(tmp_path / "lab")), output=outputs2,
+                params=_Named(mode="user", **{**params, "pixel_size_nm": 0.5}), log=[str(tmp_path / "b.log")],
+                wildcards=_Named(sample="user"))
+    np.testing.assert_array_equal(read_volume(outputs2.images)[0], vol[:3])
+    np.testing.assert_array_equal(read_volume(outputs2.labels)[0], lab[:3])
+
+    # a label value outside the classes: one-line error in the log, non-zero exit, no outputs left
+    bad = lab[3].copy()
+    bad[0, 0] = 5
+    tifffile.imwrite(tmp_path / "lab" / "slice_03_labels.tif", bad)
+    tifffile.imwrite(tmp_path / "img" / "slice_03.tif", vol[3])
+    out3 = tmp_path / "ann3"
+    with pytest.raises(SystemExit):
+        _run_script(repo_root, "extract_annotations",
+                    input=_Named(images=str(tmp_path / "img"), labels=str(tmp_path / "lab")),
+                    output=_Named(images=str(out3 / "images.tif"), labels=str(out3 / "labels.tif"),
+                                  slices=str(out3 / "slices.json")),
+                    params=_Named(mode="user", **{**params, "pixel_size_nm": 0.5}),
+                    log=[str(tmp_path / "c.log")], wildcards=_Named(sample="user"))
+    assert "label values [5] outside the classes" in (tmp_path / "c.log").read_text()
+    assert not (out3 / "images.tif").exists()

@@ -159,3 +159,42 @@ def test_resolve_monitor():
     assert resolve_monitor("val_dsc_particles", ["bg", "al2o3", "pt"]) == ("val_dsc_pt", "max")
     with pytest.raises(ValueError):
         resolve_monitor("accuracy", CLASSES)
+
+
+def test_train_unet_rule_outputs(tmp_path, repo_root):
+    import runpy
+    from types import SimpleNamespace
+
+    from tomoflow.io import read_json, read_tsv, write_labels, write_volume
+
+    im, lab = _toy(4, 7)
+    im = np.concatenate([im, im[:, :, ::-1]], axis=2)  # 32x64 slices -> two 32x32 patches each
+    lab = np.concatenate([lab, lab[:, :, ::-1]], axis=2)
+    write_volume(tmp_path / "images.tif", im, 0.4)
+    write_labels(tmp_path / "labels.tif", lab, 0.4)
+    m = tmp_path / "model"
+    names = ["model", "history", "curves", "class_weights", "split", "normalization"]
+    files = ["unet.keras", "history.tsv", "training_curves.png", "class_weights.json", "split.json",
+             "normalization.json"]
+    out = SimpleNamespace(**{n: str(m / f) for n, f in zip(names, files)})
+    params = SimpleNamespace(samples=["toy"], classes=CLASSES, seed=1, patch_size=[32, 32], base_filters=2,
+                             depth=3, epochs=2, batch_size=2, learning_rate=5e-4, val_fraction=0.25,
+                             focal_gamma=1.0, class_weights=[0.2, 0.3, 0.5], monitor="val_loss",
+                             augment={"rotation_deg": 10.0, "flip": True, "zoom": 0.1, "shear_deg": 5.0})
+    smk = SimpleNamespace(rule="train_unet", threads=1, log=[str(tmp_path / "train.log")], wildcards=None,
+                          input=SimpleNamespace(images=[str(tmp_path / "images.tif")],
+                                                labels=[str(tmp_path / "labels.tif")]),
+                          output=out, params=params)
+    runpy.run_path(str(repo_root / "workflow/scripts/train_unet.py"), init_globals={"snakemake": smk})
+    split = read_json(out.split)
+    assert split["patch_size"] == [32, 32] and len(split["train"]) == 6 and len(split["validation"]) == 2
+    assert read_json(out.class_weights)["alpha"] == [0.2, 0.3, 0.5]
+    hist = read_tsv(out.history)
+    assert len(hist) == 2 and "val_dsc_particles" in hist
+    norm = read_json(out.normalization)
+    train_px = np.concatenate([im[r["index"], :, r["x0"]:r["x0"] + 32] for r in split["train"]])
+    assert norm["mean"] == pytest.approx(float(train_px.mean()), rel=1e-5)
+    model = keras.saving.load_model(out.model)
+    assert model.output_shape[-1] == 3
+    log_text = (tmp_path / "train.log").read_text()
+    assert "epoch 1/2" in log_text and "epoch 2/2" in log_text
