@@ -38,6 +38,8 @@ def test_volume_round_trip_keeps_data_and_voxel_size(tmp_path, suffix, dtype):
     slab, voxel2 = io.read_slab(path, 2, 4)
     np.testing.assert_array_equal(slab, data[2:4])
     assert voxel2 == pytest.approx(0.37, rel=1e-6)
+    rows, _ = io.read_slab(path, 3, 6, axis=1)  # sinogram rows of every image
+    np.testing.assert_array_equal(rows, data[:, 3:6])
 
 
 def test_tiff_carries_imagej_nm_metadata_read_by_tifffile(tmp_path):

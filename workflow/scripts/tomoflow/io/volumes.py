@@ -315,22 +315,49 @@ def read_volume(path: PathLike) -> tuple[np.ndarray, float | None]:
     return data, voxel
 
 
-def read_slab(path: PathLike, start: int, stop: int) -> tuple[np.ndarray, float | None]:
-    """Read slices ``[start, stop)`` along axis 0 of an MRC/TIFF volume without loading the rest.
+def read_slab(path: PathLike, start: int, stop: int, axis: int = 0) -> tuple[np.ndarray, float | None]:
+    """Read index range ``[start, stop)`` along ``axis`` of an MRC/TIFF stack without loading the rest.
+
+    Parameters
+    ----------
+    path : path-like
+    start, stop : int
+        Range along ``axis``.
+    axis : {0, 1}
+        0: slices of a volume (sections); 1: rows of every image of a tilt series (the sinograms of
+        reconstruction slices ``start … stop-1``).  MRC files are memory-mapped; TIFF stacks are read
+        page by page.
 
     Returns
     -------
-    data : ndarray, shape (stop - start, n_z, n_x)
+    data : ndarray
+        Shape (stop - start, n_z, n_x) for axis 0, (n_tilts, stop - start, n_x) for axis 1.
     voxel_size_nm : float or None
     """
+    if axis not in (0, 1):
+        raise ValueError(f"axis must be 0 or 1, got {axis}")
     p = _require_file(path, "volume")
     suffix = p.suffix.lower()
     if suffix in MRC_SUFFIXES:
         with _open_mrc(p, mmap=True) as mrc:
-            data = np.array(_mrc_array(p, mrc, start, stop))
+            if axis == 0:
+                data = np.array(_mrc_array(p, mrc, start, stop))
+            else:
+                full = _mrc_array(p, mrc) if int(mrc.header.mode) == 1 and _has_fei_header(mrc) else mrc.data
+                data = np.array(full[:, start:stop] if full.ndim == 3 else full[np.newaxis, start:stop])
             voxel = _mrc_voxel_nm(mrc)
     elif suffix in TIFF_SUFFIXES:
-        data, voxel = _read_tiff(p, slice(start, stop))
+        if axis == 0:
+            data, voxel = _read_tiff(p, slice(start, stop))
+        else:
+            import tifffile
+
+            try:
+                with tifffile.TiffFile(p) as tif:
+                    voxel = _tiff_voxel_nm(tif)
+                    data = np.stack([page.asarray()[start:stop] for page in tif.pages])
+            except Exception as exc:  # noqa: BLE001
+                raise InputError(p, f"not a readable TIFF ({type(exc).__name__}: {exc})", "check that the file is a complete TIFF stack") from None
     else:
         raise InputError(p, f"unknown file type {suffix!r}", "use .mrc/.st (MRC) or .tif/.tiff (TIFF)")
     if data.ndim != 3:
