@@ -86,7 +86,9 @@ def run_rule(smk: Any, main: Callable[[Any], None]) -> None:
     rule = getattr(smk, "rule", "?")
     outputs = _paths(getattr(smk, "output", []))
     t0 = time.perf_counter()
-    log.info("rule %s started (threads=%d)", rule, threads)
+    slurm_job = os.environ.get("SLURM_JOB_ID")
+    where = f", SLURM_JOB_ID={slurm_job}" if slurm_job else ""
+    log.info("rule %s started (threads=%d%s)", rule, threads, where)
     try:
         main(smk)
     except InputError as exc:
