@@ -127,11 +127,13 @@ def test_focal_loss_rejects_bad_weights():
 
 def test_class_weights_hand_counts():
     labels = np.array([0] * 64 + [1] * 16 + [2] * 4)
-    alpha, freq = class_weights_from_labels(labels, 3)
+    alpha, freq = class_weights_from_labels(labels, 3, power=0.5)
     np.testing.assert_allclose(freq, [64 / 84, 16 / 84, 4 / 84])
     w = np.sqrt(84 / np.array([64, 16, 4]))  # f^-1/2
     np.testing.assert_allclose(alpha, w / w.sum())
     np.testing.assert_allclose(alpha, [1 / 7, 2 / 7, 4 / 7])  # sqrt ratios 1 : 2 : 4
+    a_default, _ = class_weights_from_labels(labels, 3)  # f^-1/4: ratios 1 : sqrt2 : 2
+    np.testing.assert_allclose(a_default, np.array([1, np.sqrt(2), 2]) / (3 + np.sqrt(2)))
     a1, _ = class_weights_from_labels(labels, 3, power=1.0)
     np.testing.assert_allclose(a1, np.array([1, 4, 16]) / 21)
 

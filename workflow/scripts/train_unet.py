@@ -56,8 +56,8 @@ def main(smk):
         "alpha": res.alpha.tolist(),
         "gamma": settings.focal_gamma,
         "mode": "auto" if isinstance(cw, str) else "config",
-        "rule": "alpha_c = f_c**-0.5 / sum_k f_k**-0.5 (f_c: class fraction of the training patches)"
-        if isinstance(cw, str) else "train.class_weights",
+        "rule": f"alpha_c = f_c**-{settings.alpha_power:g} / sum_k f_k**-{settings.alpha_power:g} "
+        "(f_c: class fraction of the training patches)" if isinstance(cw, str) else "train.class_weights",
         "frequencies": res.frequencies.tolist(),
         "best_epoch": res.best_epoch,
         "monitor": res.monitor,

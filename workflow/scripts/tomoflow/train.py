@@ -107,7 +107,7 @@ class TrainSettings:
     monitor: str = "val_loss"
     seed: int = 42
     augment: AugmentSettings = field(default_factory=AugmentSettings)
-    alpha_power: float = 0.5
+    alpha_power: float = 0.25
 
 
 @dataclass
