@@ -194,15 +194,10 @@ def annotation_inputs(wildcards):
     return {"volume": f"results/{s}/volume.mrc", "labels": sample_value(s, "true_labels")}
 
 
-def synthetic_samples():
-    return [s for s in SAMPLES.index if sample_value(s, "tilt_series").startswith("results/synthetic/")]
-
-
 def all_targets():
-    """Final outputs of every stage wired into the default target."""
+    """Default target: every stage's final outputs and the provenance record, for every sample."""
     targets = []
     for s in SAMPLES.index:
-        ts = sample_value(s, "tilt_series")
-        if ts.startswith("results/synthetic/"):
-            targets.append(ts)
+        targets += final_outputs(s)
+        targets.append(f"results/{s}/provenance.json")
     return targets

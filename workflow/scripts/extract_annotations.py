@@ -7,7 +7,7 @@ import numpy as np
 
 from tomoflow.annotations import choose_slices, extract_slices, pair_files, stack_pairs, validate_annotations
 from tomoflow.errors import InputError
-from tomoflow.io import read_volume, voxel_size_or, write_json, write_labels, write_volume
+from tomoflow.io import read_image, read_image_stack, read_volume, voxel_size_or, write_json, write_labels, write_volume
 from tomoflow.runner import run_rule
 
 log = logging.getLogger("tomoflow.extract_annotations")
@@ -21,24 +21,16 @@ def _read_slices(path: Path) -> tuple[np.ndarray, float | None, list[str]]:
         if not files:
             raise InputError(path, "folder holds no .tif/.tiff files", "export one TIFF per annotated slice")
         return None, None, files  # type: ignore[return-value]
-    if path.suffix.lower() in TIFF:
-        import tifffile  # 2-D single-slice TIFFs are not volumes; read_volume wants 3-D
-
-        arr = tifffile.imread(path)
-        if arr.ndim == 2:
-            return arr[None], None, [str(path)]
-    data, voxel = read_volume(path)
+    data, voxel = read_image_stack(path)
     return data, voxel, [str(path)]
 
 
 def _read_folder_pairs(images_dir: Path, labels_dir: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    import tifffile
-
     _, _, im_files = _read_slices(images_dir)
     _, _, lab_files = _read_slices(labels_dir)
     pairs = pair_files(im_files, lab_files, str(images_dir))
-    images = [tifffile.imread(a) for a, _ in pairs]
-    labels = [tifffile.imread(b) for _, b in pairs]
+    images = [read_image(a) for a, _ in pairs]
+    labels = [read_image(b) for _, b in pairs]
     im, lab = stack_pairs(images, labels, [f"{a} / {b}" for a, b in pairs])
     return im, lab, [a for a, _ in pairs]
 

@@ -9,6 +9,8 @@ Submodules by data kind; the names rules need are re-exported here.
 from .volumes import (
     TiltSeries,
     preflight_tilt_series,
+    read_image,
+    read_image_stack,
     atomic_path,
     check_angles,
     check_finite,
@@ -33,6 +35,8 @@ from .volumes import (
 __all__ = [
     "TiltSeries",
     "preflight_tilt_series",
+    "read_image",
+    "read_image_stack",
     "atomic_path",
     "check_angles",
     "check_finite",

@@ -654,3 +654,39 @@ def preflight_tilt_series(
     if header_px is None and not (pixel_size_nm and pixel_size_nm > 0):
         raise InputError(p, "no pixel size: the header is uncalibrated and none was given", "set `pixel_size_nm` for this sample in config/samples.tsv")
     return shape
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """Read one 2-D TIFF image (an annotated slice from napari, Fiji or ilastik).
+
+    Returns
+    -------
+    ndarray, shape (n_rows, n_cols)
+        Native dtype.
+    """
+    p = _require_file(path, "image")
+    if p.suffix.lower() not in TIFF_SUFFIXES:
+        raise InputError(p, f"unknown image type {p.suffix!r}", "save annotated slices as .tif/.tiff")
+    arr, _ = _read_tiff(p)
+    arr = np.squeeze(arr)
+    if arr.ndim != 2:
+        raise InputError(p, f"expected one 2-D image, got shape {arr.shape}", "save one slice per file, or give a TIFF stack instead of a folder")
+    check_finite(p, arr)
+    return arr
+
+
+def read_image_stack(path: PathLike) -> tuple[np.ndarray, float | None]:
+    """Read a TIFF/MRC stack, accepting a single 2-D TIFF as a stack of one.
+
+    Returns
+    -------
+    data : ndarray, shape (n, n_rows, n_cols)
+    voxel_size_nm : float or None
+    """
+    p = _require_file(path, "image stack")
+    if p.suffix.lower() in TIFF_SUFFIXES:
+        arr, voxel = _read_tiff(p)
+        if arr.ndim == 2:
+            check_finite(p, arr)
+            return arr[np.newaxis], voxel
+    return read_volume(p)
