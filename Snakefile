@@ -18,6 +18,7 @@ wildcard_constraints:
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/synthetic.smk"
+include: "workflow/rules/align.smk"
 include: "workflow/rules/recon.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"

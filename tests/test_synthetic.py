@@ -134,6 +134,12 @@ def test_simulated_series_truth_and_noise(demo_config):
     ref = int(np.argmin(np.abs(ts.angles_deg)))
     np.testing.assert_array_equal(ts.shifts_px[ref], [0.0, 0.0])
     assert 0.5 * cfg["shift_sigma_px"] < ts.shifts_px.std() < 1.6 * cfg["shift_sigma_px"]
+    # no component a specimen translation could explain (the gauge the aligner fixes)
+    phi = np.radians(cfg["tilt_axis_deg"])
+    across = np.cos(phi) * ts.shifts_px[:, 0] + np.sin(phi) * ts.shifts_px[:, 1]
+    th = np.radians(ts.angles_deg)
+    B = np.column_stack([np.cos(th) - np.cos(th[ref]), np.sin(th) - np.sin(th[ref])])
+    np.testing.assert_allclose(B.T @ across, 0.0, atol=1e-9)
     # Empty background: only read noise (std 3 counts) around zero.
     bg = ts.aligned[:, :, :3]
     assert abs(bg.mean()) < 0.5 and bg.std() == pytest.approx(3.0, rel=0.15)

@@ -3,14 +3,6 @@
 # matching (tomoflow.recon SIRT + tomoflow.projector), quality gate on the residual.
 
 
-def align_inputs(wildcards):
-    inputs = {"tilt_series": sample_value(wildcards.sample, "tilt_series")}
-    angles = sample_value(wildcards.sample, "angles")
-    if angles:
-        inputs["angles"] = angles
-    return inputs
-
-
 rule align_tilt_series:
     """Shift and rotate the raw tilt series so that the tilt axis runs along y through the detector centre."""
     input:

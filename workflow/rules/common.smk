@@ -138,6 +138,14 @@ def quantify_inputs(wildcards):
     return inputs
 
 
+def align_inputs(wildcards):
+    inputs = {"tilt_series": sample_value(wildcards.sample, "tilt_series")}
+    angles = sample_value(wildcards.sample, "angles")
+    if angles:
+        inputs["angles"] = angles
+    return inputs
+
+
 def evaluate_inputs_exist(sample):
     """A sample can be evaluated when it has true labels or validation patches."""
     return bool(sample_value(sample, "true_labels")) or sample in config["train"]["samples"]

@@ -421,6 +421,41 @@ def misalign_image(
     return ndimage.affine_transform(image.astype(np.float64), M, offset=offset, order=order, mode="constant", cval=0.0).astype(np.float32)
 
 
+def remove_translation_gauge(
+    shifts_px: npt.ArrayLike, angles_deg: npt.ArrayLike, tilt_axis_deg: float, ref: int
+) -> npt.NDArray[np.float64]:
+    """Remove from per-tilt shifts the part that a specimen translation would produce.
+
+    Shifts across the tilt axis of the form ``dX (cos θ − cos θ_ref) + dZ (sin θ − sin θ_ref)`` are
+    indistinguishable from moving the specimen by (dX, dZ): no alignment can recover them.  The truth is
+    made unique by removing that component (least squares, in the frame of the tilt axis), the same
+    gauge :mod:`tomoflow.align` fixes.  The reference tilt's shift stays 0.
+
+    Parameters
+    ----------
+    shifts_px : array_like, shape (n_tilts, 2)
+        ``(shift_x, shift_y)`` in the raw image frame, px.
+    angles_deg : array_like, shape (n_tilts,)
+    tilt_axis_deg : float
+        In-plane rotation φ of the raw frame, degrees.
+    ref : int
+        Index of the reference tilt.
+
+    Returns
+    -------
+    ndarray, shape (n_tilts, 2)
+    """
+    s = np.asarray(shifts_px, dtype=np.float64)
+    phi = math.radians(tilt_axis_deg)
+    c, sn = math.cos(phi), math.sin(phi)
+    # t = R_φ⁻¹ s: components across (x) and along (y) the tilt axis
+    t = np.stack([c * s[:, 0] + sn * s[:, 1], -sn * s[:, 0] + c * s[:, 1]], axis=1)
+    th = np.radians(np.asarray(angles_deg, dtype=np.float64))
+    B = np.column_stack([np.cos(th) - np.cos(th[ref]), np.sin(th) - np.sin(th[ref])])
+    t[:, 0] -= B @ np.linalg.lstsq(B, t[:, 0], rcond=None)[0]
+    return np.stack([c * t[:, 0] - sn * t[:, 1], sn * t[:, 0] + c * t[:, 1]], axis=1)
+
+
 def tilt_angles(tilt_range_deg: Sequence[float], tilt_step_deg: float) -> npt.NDArray[np.float64]:
     """Angles from ``tilt_range_deg[0]`` to ``[1]`` inclusive in steps of ``tilt_step_deg`` (degrees)."""
     lo, hi = (float(v) for v in tilt_range_deg)
@@ -491,6 +526,7 @@ def simulate_tilt_series(
     ref = int(np.argmin(np.abs(angles)))
     shifts = rng.normal(0.0, shift_sigma_px, size=(angles.size, 2))
     shifts[ref] = 0.0
+    shifts = remove_translation_gauge(shifts, angles, tilt_axis_deg, ref)
     raw = np.empty((angles.size, ny, nx), dtype=np.float32)
     for i in range(angles.size):
         img = misalign_image(ideal_offset[i], shifts[i], tilt_axis_deg, row_offset=m)

@@ -1,0 +1,220 @@
+"""The real Snakemake workflow: lint, DAG, start-up checks, end to end, rerun semantics, interruption."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tomoflow import io
+from workflow_utils import TINY, make_workdir, planned_jobs, snakemake, workflow_env
+
+STAGE_RULES = {
+    "simulate_tilt_series",
+    "align_tilt_series",
+    "reconstruct_slab",
+    "reconstruct_tomogram",
+    "extract_annotations",
+    "train_unet",
+    "predict_slab",
+    "predict_segmentation",
+    "evaluate_segmentation",
+    "export_meshes",
+    "quantify",
+}
+DOWNSTREAM_OF_PREDICT = {"predict_slab", "predict_segmentation", "evaluate_segmentation", "export_meshes", "quantify"}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return make_workdir(tmp_path_factory.mktemp("wf"))
+
+
+def test_lint_is_clean(workdir):
+    proc = snakemake(workdir, "--lint")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Lints for" not in proc.stdout + proc.stderr
+
+
+def test_dry_run_lists_the_whole_dag_for_the_default_config(workdir):
+    proc = snakemake(workdir, "-n", "--cores", "2", check=True)
+    jobs = planned_jobs(proc.stdout)
+    assert STAGE_RULES <= set(jobs), jobs
+    assert jobs["reconstruct_slab"] == 4 and jobs["predict_slab"] == 4  # recon.slabs, predict.slabs
+
+
+@pytest.mark.parametrize(
+    "overlay,message",
+    [
+        ("colour: red\n", "Additional properties are not allowed ('colour' was unexpected)"),
+        ("recon:\n  iterations: 0\n", "0 is less than the minimum of 1"),
+        ("recon:\n  projector: fast\n", "'fast' is not one of"),
+    ],
+)
+def test_bad_config_stops_at_start_up(workdir, overlay, message):
+    (workdir / "bad.yaml").write_text(overlay)
+    proc = snakemake(workdir, "-n", "--cores", "1", "--configfile", "config/config.yaml", "bad.yaml")
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert not (workdir / "results").exists()
+
+
+def _write_samples(workdir: Path, name: str, row: str) -> str:
+    header = "sample\ttilt_series\tangles\tpixel_size_nm\ttilt_axis_deg\tthickness_px\ttrue_labels\tannotation_images\tannotation_labels\n"
+    path = workdir / name
+    path.write_text(header + row + "\n")
+    return name
+
+
+def test_corrupt_tilt_series_stops_before_any_job(workdir):
+    bad = workdir / "data" / "broken.mrc"
+    bad.parent.mkdir(exist_ok=True)
+    io.write_volume(bad, np.ones((5, 16, 16), np.float32), 0.5)
+    bad.write_bytes(bad.read_bytes()[:-200])  # truncated copy
+    samples = _write_samples(workdir, "bad_samples.tsv", "broken\tdata/broken.mrc\t\t0.5\t0\t\t\t\t")
+    proc = snakemake(workdir, "-n", "--cores", "1", "--config", f"samples={samples}", "train={'samples': ['broken']}")
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("tomoflow:")]
+    assert len(lines) == 1, proc.stderr
+    assert "data/broken.mrc" in lines[0] and "truncated" in lines[0] and "Fix:" in lines[0]
+
+
+def test_wrong_angle_count_stops_before_any_job(workdir):
+    stack = workdir / "data" / "five.mrc"
+    stack.parent.mkdir(exist_ok=True)
+    io.write_volume(stack, np.ones((5, 16, 16), np.float32), 0.5)
+    io.write_angles(workdir / "data" / "four.tlt", [-30, -10, 10, 30])
+    samples = _write_samples(workdir, "bad_angles.tsv", "five\tdata/five.mrc\tdata/four.tlt\t0.5\t0\t\t\t\t")
+    proc = snakemake(workdir, "-n", "--cores", "1", "--config", f"samples={samples}", "train={'samples': ['five']}")
+    assert proc.returncode != 0
+    assert "4 tilt angles for 5 images" in proc.stderr
+
+
+# --------------------------------------------------------------------------- end to end (tiny config)
+def _outputs(root: Path) -> dict[str, object]:
+    """Deterministic outputs of a run, for comparing two runs."""
+    vol, _ = io.read_volume(root / "results/demo/volume.mrc")
+    seg, _ = io.read_volume(root / "results/demo/segmentation.tif")
+    return {
+        "volume": vol,
+        "segmentation": seg,
+        "alignment": (root / "results/demo/alignment.tsv").read_text(),
+        "particles": (root / "results/demo/quantification/particles.tsv").read_text(),
+        "model_sha": hashlib.sha256((root / "results/model/unet.keras").read_bytes()).hexdigest(),
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    root = make_workdir(tmp_path_factory.mktemp("tiny"))
+    snakemake(root, "--cores", "2", "--configfile", TINY, check=True, timeout=1500)
+    return root
+
+
+@pytest.mark.slow
+def test_tiny_end_to_end_produces_every_stage_output(tiny_run):
+    r = tiny_run / "results"
+    expected = [
+        "synthetic/demo/tilt_series.mrc",
+        "demo/aligned.mrc",
+        "demo/alignment.tsv",
+        "demo/aligned.xf",
+        "demo/volume.mrc",
+        "demo/figures/orthoslices.png",
+        "model/unet.keras",
+        "model/history.tsv",
+        "demo/segmentation.tif",
+        "demo/metrics/metrics.json",
+        "demo/metrics/table1.tsv",
+        "demo/meshes/support.vtp",
+        "demo/meshes/particles.vtp",
+        "demo/quantification/particles.tsv",
+        "demo/quantification/summary.json",
+        "demo/provenance.json",
+    ]
+    missing = [p for p in expected if not (r / p).is_file()]
+    assert not missing, missing
+    labels, _ = io.read_volume(r / "demo/segmentation.tif")
+    truth, _ = io.read_volume(r / "synthetic/demo/labels.tif")
+    assert labels.shape == truth.shape and labels.dtype == np.uint8
+
+
+@pytest.mark.slow
+def test_changing_a_prediction_setting_reruns_only_prediction_and_downstream(tiny_run):
+    (tiny_run / "tta.yaml").write_text("predict:\n  slabs: 2\n  tta: true\n")
+    proc = snakemake(tiny_run, "-n", "--cores", "2", "--configfile", TINY, "tta.yaml", check=True)
+    jobs = planned_jobs(proc.stdout)
+    planned = set(jobs) - {"all"}
+    assert planned == DOWNSTREAM_OF_PREDICT, jobs
+    # and nothing at all is planned when nothing changed
+    again = snakemake(tiny_run, "-n", "--cores", "2", "--configfile", TINY, check=True)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_outputs(tiny_run, tmp_path_factory):
+    root = make_workdir(tmp_path_factory.mktemp("killed"))
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", TINY]
+    proc = subprocess.Popen(cmd, cwd=root, env=workflow_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    # kill it hard while the U-Net is training (recon and alignment are done by then)
+    deadline = time.monotonic() + 900
+    marker = root / "logs" / "train_unet" / "train_unet.log"
+    while time.monotonic() < deadline and proc.poll() is None and not marker.exists():
+        time.sleep(0.5)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    time.sleep(3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    snakemake(root, "--unlock", "--configfile", TINY, check=True)
+    snakemake(root, "--cores", "2", "--configfile", TINY, check=True, timeout=1500)
+    a, b = _outputs(tiny_run), _outputs(root)
+    np.testing.assert_array_equal(a["volume"], b["volume"])
+    np.testing.assert_array_equal(a["segmentation"], b["segmentation"])
+    for key in ("alignment", "particles"):
+        assert a[key] == b[key], key
+
+
+# --------------------------------------------------------------------------- the same through Slurm
+from slurm_cluster import run_snakemake as run_under_profile  # noqa: E402
+from slurm_cluster import slurm_cluster  # noqa: E402,F401  (fixture)
+
+SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)")
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_tiny_config_through_slurm_equals_the_local_run(tiny_run, slurm_cluster, tmp_path_factory):  # noqa: F811
+    root = make_workdir(tmp_path_factory.mktemp("slurm_wf"))
+    res = run_under_profile(
+        root,
+        ["--configfile", TINY, "results/demo/volume.mrc"],
+        profile=slurm_cluster.profiles,
+        env=slurm_cluster.snakemake_env(),
+        cancel=slurm_cluster,
+        timeout=900,
+    )
+    assert res.returncode == 0, res.stdout[-6000:]
+    job_ids = [m.group(2) for m in SUBMITTED.finditer(res.stdout)]
+    # simulate, align, 2 recon slabs, gather: every one a Slurm job that completed
+    assert len(job_ids) == 5, res.stdout[-4000:]
+    jobs = slurm_cluster.jobs()
+    for jid in job_ids:
+        assert jobs[jid]["JobState"] == "COMPLETED" and jobs[jid]["ExitCode"] == "0:0", jobs[jid]
+    # each rule's own log shows it ran inside one of those jobs
+    logged = set()
+    for logfile in (root / "logs").rglob("*.log"):
+        logged |= set(re.findall(r"SLURM_JOB_ID=(\d+)", logfile.read_text(errors="replace")))
+    assert set(job_ids) <= logged
+    # same numbers as the local run
+    for rel in ("results/demo/aligned.mrc", "results/demo/volume.mrc"):
+        a, _ = io.read_volume(tiny_run / rel)
+        b, _ = io.read_volume(root / rel)
+        np.testing.assert_array_equal(a, b, err_msg=rel)
