@@ -9,16 +9,9 @@ import logging
 
 import numpy as np
 
-from tomoflow.runner import run_rule
+from tomoflow.runner import optional, run_rule
 
 log = logging.getLogger("tomoflow.evaluate_segmentation")
-
-
-def _optional(named, key):  # noqa: ANN001, ANN202 - Snakemake Namedlist
-    try:
-        return str(getattr(named, key))
-    except AttributeError:
-        return None
 
 
 def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
@@ -37,7 +30,7 @@ def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
 
     sets, validation, volume, examples, pixel_nm = {}, None, None, None, None
 
-    split_path = _optional(smk.input, "split")
+    split_path = optional(smk.input, "split")
     if split_path is not None:
         records = ev.validation_records(io.read_json(split_path), sample, where=split_path)
         if records:
@@ -67,7 +60,7 @@ def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
         else:
             log.info("no validation patches of sample %s in %s", sample, split_path)
 
-    truth_path = _optional(smk.input, "true_labels")
+    truth_path = optional(smk.input, "true_labels")
     if truth_path is not None:
         seg_path = str(smk.input.segmentation)
         truth_vol, vt = io.read_labels(truth_path, len(class_names))

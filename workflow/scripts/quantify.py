@@ -5,16 +5,9 @@ with true-label and generator numbers beside them), size_hist.png.
 
 import logging
 
-from tomoflow.runner import run_rule
+from tomoflow.runner import optional, run_rule
 
 log = logging.getLogger("tomoflow.quantify_rule")
-
-
-def _optional(named, key):  # noqa: ANN001, ANN202 - Snakemake Namedlist
-    try:
-        return str(getattr(named, key))
-    except AttributeError:
-        return None
 
 
 def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
@@ -47,14 +40,14 @@ def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
     tables = {"predicted": pred_table}
     true = match = None
     reference = None
-    true_path = _optional(smk.input, "true_labels")
+    true_path = optional(smk.input, "true_labels")
     if true_path:
         true_table, true, vs_true, shape_true = measure(true_path, "true")
         if tuple(shape_true) != tuple(shape):
             raise InputError(true_path, f"true labels have shape {tuple(shape_true)}, the segmentation {tuple(shape)}",
                              "give true labels of the same volume (config/samples.tsv: true_labels)")
         tables["true"] = true_table
-        spec_path = _optional(smk.input, "specimen")
+        spec_path = optional(smk.input, "specimen")
         if spec_path:
             reference = specimen_particles(io.read_json(spec_path), vs_true)
             match = match_specimen(true_table, reference)

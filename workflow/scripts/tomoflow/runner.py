@@ -34,6 +34,15 @@ def _paths(named: Any) -> list[str]:
         return []
 
 
+def optional(named: Any, key: str) -> str | None:
+    """A named input/output of a rule as ``str``, or None when the rule did not declare it
+    (rules whose inputs depend on the sample, e.g. true labels only for synthetic data)."""
+    try:
+        return str(getattr(named, key))
+    except AttributeError:
+        return None
+
+
 def setup_logging(logfile: str | os.PathLike[str] | None, level: int = logging.INFO) -> None:
     """Log ``tomoflow.*`` messages as timestamped lines to ``logfile`` (if given) and stderr."""
     root = logging.getLogger()
