@@ -215,3 +215,17 @@ def test_bad_inputs_raise_input_error():
         isosurface(np.ones((4, 4, 4)), 0.4, target_reduction=1.0)
     with pytest.raises(InputError):
         render({}, "left")
+
+
+def test_object_touching_only_at_a_corner_keeps_a_bounded_surface():
+    """A voxel joined to its particle by one corner (26-connected, two surface pieces) once made the
+    volume-matching offset run away (areas of 1e5 nm² for a 60-voxel particle)."""
+    from tomoflow.mesh import object_surfaces
+
+    m = np.zeros((8, 8, 8), bool)
+    m[2:5, 2:6, 2:6] = True  # 48 voxels
+    m[1, 1, 1] = True  # corner contact only
+    _, areas = object_surfaces(m, 0.4, connectivity=3)
+    assert areas.shape == (1,)
+    box = 2 * (3 * 4 + 3 * 4 + 4 * 4) * 0.4**2  # faces of the 3×4×4 block, nm²
+    assert 0.6 * box < areas[0] < 1.3 * box

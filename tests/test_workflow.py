@@ -30,7 +30,8 @@ STAGE_RULES = {
     "export_meshes",
     "quantify",
 }
-DOWNSTREAM_OF_PREDICT = {"predict_slab", "predict_segmentation", "evaluate_segmentation", "export_meshes", "quantify"}
+# provenance records the config, so it is rewritten too
+DOWNSTREAM_OF_PREDICT = {"predict_slab", "predict_segmentation", "evaluate_segmentation", "export_meshes", "quantify", "provenance"}
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +161,29 @@ def test_changing_a_prediction_setting_reruns_only_prediction_and_downstream(tin
 
 
 @pytest.mark.slow
+def test_report_collects_every_figure(tiny_run):
+    snakemake(tiny_run, "--cores", "1", "--configfile", TINY, "--report", "report.zip", check=True, timeout=600)
+    import zipfile
+
+    with zipfile.ZipFile(tiny_run / "report.zip") as z:
+        names = " ".join(z.namelist())
+    for figure in (
+        "specimen.png",
+        "alignment_qc.png",
+        "orthoslices.png",
+        "misfit.png",
+        "training_curves.png",
+        "prediction.png",
+        "table1.tsv",
+        "rhd.png",
+        "errors.png",
+        "render_iso.png",
+        "size_hist.png",
+    ):
+        assert figure in names, figure
+
+
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_outputs(tiny_run, tmp_path_factory):
     root = make_workdir(tmp_path_factory.mktemp("killed"))
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", TINY]
@@ -195,7 +219,7 @@ def test_tiny_config_through_slurm_equals_the_local_run(tiny_run, slurm_cluster,
     root = make_workdir(tmp_path_factory.mktemp("slurm_wf"))
     res = run_under_profile(
         root,
-        ["--configfile", TINY, "results/demo/volume.mrc"],
+        ["results/demo/volume.mrc", "--configfile", TINY],
         profile=slurm_cluster.profiles,
         env=slurm_cluster.snakemake_env(),
         cancel=slurm_cluster,

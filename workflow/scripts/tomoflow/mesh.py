@@ -178,7 +178,7 @@ def _face_terms(points: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def _offset_to_volumes(points: np.ndarray, faces: np.ndarray, region: np.ndarray, target: np.ndarray,
-                       iterations: int = 4) -> np.ndarray:
+                       iterations: int = 4, max_offset: float = np.inf) -> np.ndarray:
     """Move every closed piece of a surface along its vertex normals until it encloses its target volume.
 
     Parameters
@@ -189,6 +189,9 @@ def _offset_to_volumes(points: np.ndarray, faces: np.ndarray, region: np.ndarray
         Piece index of every point (0 … n_regions-1).
     target : ndarray, shape (n_regions,)
         Signed volume (nm³) each piece should enclose (outer shells positive, cavity shells negative).
+    max_offset : float
+        Largest total offset of a piece, nm (half a voxel keeps the surface between the voxel centres
+        inside and outside; it stops a Newton step from running away on thin or non-manifold pieces).
 
     Returns
     -------
@@ -199,12 +202,15 @@ def _offset_to_volumes(points: np.ndarray, faces: np.ndarray, region: np.ndarray
     pts = points.astype(np.float64, copy=True)
     n_reg = len(target)
     rf = region[faces[:, 0]]
+    moved = np.zeros(n_reg)
     for _ in range(iterations):
         vol, area, wn = _face_terms(pts, faces)
         v = np.bincount(rf, weights=vol, minlength=n_reg)
         a = np.bincount(rf, weights=area, minlength=n_reg)
         with np.errstate(divide="ignore", invalid="ignore"):
             delta = np.where(a > 0, (target - v) / a, 0.0)
+        delta = np.clip(moved + delta, -max_offset, max_offset) - moved
+        moved += delta
         if np.all(np.abs(delta) < 1e-6 * np.sqrt(np.maximum(a, 1e-30))):
             break
         idx = faces.ravel()
@@ -300,10 +306,12 @@ def isosurface(mask: npt.ArrayLike, voxel_size_nm: float | Sequence[float], *, s
         surf = surf.smooth_taubin(n_iter=int(smoothing_iterations), pass_band=float(pass_band), normalize_coordinates=True,
                                   boundary_smoothing=False, non_manifold_smoothing=True)
         if regions is not None and preserve_volume:
-            surf.points = _offset_to_volumes(np.asarray(surf.points), f, regions, vol0).astype(np.float32)
+            surf.points = _offset_to_volumes(np.asarray(surf.points), f, regions, vol0,
+                                             max_offset=0.5 * min(vs)).astype(np.float32)
     if volume_nm3 is not None and closed and volume_nm3 > 0:
         one = np.zeros(surf.n_points, dtype=np.int64)
-        surf.points = _offset_to_volumes(np.asarray(surf.points), f, one, np.array([float(volume_nm3)])).astype(np.float32)
+        surf.points = _offset_to_volumes(np.asarray(surf.points), f, one, np.array([float(volume_nm3)]),
+                                         max_offset=0.5 * min(vs)).astype(np.float32)
     if target_reduction > 0:
         surf = surf.decimate(float(target_reduction), volume_preservation=True)
     if not closed:
