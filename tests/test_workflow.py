@@ -146,6 +146,20 @@ def test_tiny_end_to_end_produces_every_stage_output(tiny_run):
     labels, _ = io.read_volume(r / "demo/segmentation.tif")
     truth, _ = io.read_volume(r / "synthetic/demo/labels.tif")
     assert labels.shape == truth.shape and labels.dtype == np.uint8
+    # the render shows both classes: light-grey support and red particles
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(r / "demo/meshes/render_iso.png").convert("RGB")).astype(int)
+    red = (rgb[..., 0] > 120) & (rgb[..., 1] < 80) & (rgb[..., 2] < 80)
+    grey = (abs(rgb[..., 0] - rgb[..., 1]) < 12) & (abs(rgb[..., 1] - rgb[..., 2]) < 12) & (rgb[..., 0] > 60) & (rgb[..., 0] < 235)
+    assert red.mean() > 1e-3 and grey.mean() > 0.02, (red.mean(), grey.mean())
+    # the meshes are in nm: the support's bounds match the volume's extent
+    import pyvista as pv
+
+    support = pv.read(r / "demo/meshes/support.vtp")
+    ny, nz, nx = truth.shape
+    xmin, xmax, ymin, ymax, zmin, zmax = support.bounds
+    assert xmax - xmin < 1.05 * nx * 0.4 and ymax - ymin < 1.05 * ny * 0.4 and zmax - zmin < 1.05 * nz * 0.4
 
 
 @pytest.mark.slow
