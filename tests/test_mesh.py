@@ -229,3 +229,16 @@ def test_object_touching_only_at_a_corner_keeps_a_bounded_surface():
     assert areas.shape == (1,)
     box = 2 * (3 * 4 + 3 * 4 + 4 * 4) * 0.4**2  # faces of the 3×4×4 block, nm²
     assert 0.6 * box < areas[0] < 1.3 * box
+
+
+def test_render_with_tensorflow_loaded_in_the_same_process():
+    """Mesa's offscreen VTK and TensorFlow crash together in one process; render() must still work."""
+    import pyvista as pv
+    import tensorflow  # noqa: F401
+
+    from tomoflow.mesh import render
+
+    img = render({"support": pv.Sphere(radius=5.0), "particles": pv.Sphere(radius=1.5, center=(5.0, 0, 0))}, "iso", (160, 120))
+    assert img.shape == (120, 160, 3)
+    red = (img[..., 0] > 120) & (img[..., 1] < 80)
+    assert red.mean() > 0.002

@@ -40,6 +40,7 @@ the first render window is created; :func:`render` always uses an offscreen plot
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -475,9 +476,17 @@ def class_color(name: str, label: int) -> tuple[float, float, float]:
     return PALETTE[(label - 1) % len(PALETTE)]
 
 
+#: Modules whose presence in the process makes offscreen VTK rendering crash (Mesa's llvmpipe and
+#: TensorFlow's bundled LLVM clash: a segmentation fault in the first render, seen with VTK 9 + TF 2.21).
+RENDER_CONFLICTS = ("tensorflow",)
+
+
 def render(meshes: Mapping[str, pv.PolyData], view: str = "iso", size: Sequence[int] = (800, 600),
            colors: Mapping[str, Sequence[float]] | None = None, background: str = "white") -> npt.NDArray[np.uint8]:
     """Render surfaces together offscreen and return the picture.
+
+    Where TensorFlow is loaded in this process (e.g. a notebook that also segments), the picture is
+    made in a fresh process, since offscreen VTK rendering and TensorFlow cannot share one.
 
     Parameters
     ----------
@@ -503,6 +512,19 @@ def render(meshes: Mapping[str, pv.PolyData], view: str = "iso", size: Sequence[
     width, height = (int(s) for s in size)
     if width < 16 or height < 16:
         raise InputError("mesh.render_size", f"render size must be at least 16×16 px, got {list(size)}", "use e.g. [800, 600]")
+    if any(m in sys.modules for m in RENDER_CONFLICTS):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return pool.submit(_render_here, dict(meshes), view, (width, height), colors, background).result()
+    return _render_here(meshes, view, (width, height), colors, background)
+
+
+def _render_here(meshes: Mapping[str, pv.PolyData], view: str, size: tuple[int, int],
+                 colors: Mapping[str, Sequence[float]] | None, background: str) -> npt.NDArray[np.uint8]:
+    """:func:`render` in this process."""
+    width, height = size
     pl = pv.Plotter(off_screen=True, window_size=(width, height))
     try:
         pl.set_background(background)
