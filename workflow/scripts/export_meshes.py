@@ -23,7 +23,7 @@ def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
     from tomoflow import io
     from tomoflow.errors import InputError
     from tomoflow.io.meshes import write_mesh, write_render
-    from tomoflow.mesh import class_meshes, mesh_stats, render
+    from tomoflow.mesh import class_meshes, mesh_stats, render_views
 
     p = smk.params
     classes = [str(c) for c in p.classes]
@@ -43,10 +43,10 @@ def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
         log.info("%s: %d connected surface pieces, %d triangles, area %.6g nm², volume %.6g nm³, %d boundary edges",
                  name, st["n_pieces"], st["n_triangles"], st["area_nm2"], st["volume_nm3"], st["n_boundary_edges"])
     size = [int(v) for v in p.render_size]
-    for path in smk.output.renders:
-        view = Path(path).stem.removeprefix("render_")
-        write_render(path, render(meshes, view, size))
-        log.info("render %s -> %s", view, path)
+    views = {Path(path).stem.removeprefix("render_"): path for path in smk.output.renders}
+    for view, img in render_views(meshes, list(views), size).items():
+        write_render(views[view], img)
+        log.info("render %s -> %s", view, views[view])
 
 
 run_rule(snakemake, main)  # noqa: F821

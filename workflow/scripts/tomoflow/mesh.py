@@ -40,7 +40,6 @@ the first render window is created; :func:`render` always uses an offscreen plot
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -476,17 +475,9 @@ def class_color(name: str, label: int) -> tuple[float, float, float]:
     return PALETTE[(label - 1) % len(PALETTE)]
 
 
-#: Modules whose presence in the process makes offscreen VTK rendering crash (Mesa's llvmpipe and
-#: TensorFlow's bundled LLVM clash: a segmentation fault in the first render, seen with VTK 9 + TF 2.21).
-RENDER_CONFLICTS = ("tensorflow",)
-
-
 def render(meshes: Mapping[str, pv.PolyData], view: str = "iso", size: Sequence[int] = (800, 600),
            colors: Mapping[str, Sequence[float]] | None = None, background: str = "white") -> npt.NDArray[np.uint8]:
-    """Render surfaces together offscreen and return the picture.
-
-    Where TensorFlow is loaded in this process (e.g. a notebook that also segments), the picture is
-    made in a fresh process, since offscreen VTK rendering and TensorFlow cannot share one.
+    """Render surfaces together offscreen and return the picture (see :func:`render_views`).
 
     Parameters
     ----------
@@ -507,23 +498,74 @@ def render(meshes: Mapping[str, pv.PolyData], view: str = "iso", size: Sequence[
     ndarray, shape (height, width, 3), uint8
         The RGB picture.
     """
-    if view not in VIEWS:
-        raise InputError("render view", f"unknown view {view!r}", f"use one of {', '.join(VIEWS)}")
+    return render_views(meshes, [view], size, colors, background)[view]
+
+
+def render_views(meshes: Mapping[str, pv.PolyData], views: Sequence[str], size: Sequence[int] = (800, 600),
+                 colors: Mapping[str, Sequence[float]] | None = None,
+                 background: str = "white") -> dict[str, npt.NDArray[np.uint8]]:
+    """Render surfaces from several viewpoints, offscreen, in a fresh process.
+
+    The OpenGL context (Mesa's OSMesa/llvmpipe on machines without a display) is never created in the
+    calling process: Mesa's LLVM and TensorFlow's cannot share one process (a segmentation fault in
+    whichever loads second, seen with VTK 9.7 + TensorFlow 2.21), and a workflow or notebook may do both.
+
+    Parameters
+    ----------
+    meshes, size, colors, background
+        As :func:`render`.
+    views : sequence of str
+        Viewpoints from :data:`VIEWS`.
+
+    Returns
+    -------
+    dict
+        ``{view: ndarray (height, width, 3) uint8}``.
+    """
+    for view in views:
+        if view not in VIEWS:
+            raise InputError("render view", f"unknown view {view!r}", f"use one of {', '.join(VIEWS)}")
     width, height = (int(s) for s in size)
     if width < 16 or height < 16:
         raise InputError("mesh.render_size", f"render size must be at least 16×16 px, got {list(size)}", "use e.g. [800, 600]")
-    if any(m in sys.modules for m in RENDER_CONFLICTS):
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+    import os
+    import pickle
+    import subprocess
+    import sys
+    from pathlib import Path
 
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return pool.submit(_render_here, dict(meshes), view, (width, height), colors, background).result()
-    return _render_here(meshes, view, (width, height), colors, background)
+    job = pickle.dumps((dict(meshes), list(views), (width, height), colors, background))
+    env = dict(os.environ)
+    env.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkOSOpenGLRenderWindow")
+    package_root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", "from tomoflow.mesh import _render_child; _render_child()"],
+                          input=job, capture_output=True, env=env, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"offscreen rendering failed (exit {proc.returncode}): "
+                           f"{proc.stderr.decode(errors='replace').strip().splitlines()[-1:] or ''}")
+    return pickle.loads(proc.stdout)
 
 
-def _render_here(meshes: Mapping[str, pv.PolyData], view: str, size: tuple[int, int],
-                 colors: Mapping[str, Sequence[float]] | None, background: str) -> npt.NDArray[np.uint8]:
-    """:func:`render` in this process."""
+def _render_child() -> None:
+    """Entry point of the rendering process: pickled job on stdin, pickled pictures on stdout."""
+    import pickle
+    import sys
+
+    meshes, views, size, colors, background = pickle.loads(sys.stdin.buffer.read())
+    pictures = _render_here(meshes, views, size, colors, background)
+    sys.stdout.buffer.write(pickle.dumps(pictures))
+    sys.stdout.buffer.flush()
+
+
+def _render_here(meshes: Mapping[str, pv.PolyData], views: Sequence[str], size: tuple[int, int],
+                 colors: Mapping[str, Sequence[float]] | None, background: str) -> dict[str, npt.NDArray[np.uint8]]:
+    """:func:`render_views` in this process (the child)."""
+    return {view: _render_one(meshes, view, size, colors, background) for view in views}
+
+
+def _render_one(meshes: Mapping[str, pv.PolyData], view: str, size: tuple[int, int],
+                colors: Mapping[str, Sequence[float]] | None, background: str) -> npt.NDArray[np.uint8]:
     width, height = size
     pl = pv.Plotter(off_screen=True, window_size=(width, height))
     try:
