@@ -16,6 +16,7 @@ towards row 0.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import astra
@@ -28,6 +29,15 @@ CPU_PROJECTORS = ("line", "linear", "strip", "distance_driven")
 def _check_projector(projector: str) -> None:
     if projector not in CPU_PROJECTORS + ("cuda",):
         raise ValueError(f"unknown ASTRA projector {projector!r}; use one of {CPU_PROJECTORS}")
+
+
+def over_slices(work: Callable[[range], None], n_slices: int, threads: int) -> None:
+    """Run ``work(range)`` on interleaved slice ranges in ``threads`` Python threads (ASTRA releases
+    the GIL, so threads scale across cores); each thread builds its own ASTRA objects once."""
+    n_workers = max(1, min(int(threads), n_slices))
+    chunks = [range(i, n_slices, n_workers) for i in range(n_workers)]
+    with ThreadPoolExecutor(n_workers) as pool:
+        list(pool.map(work, chunks))
 
 
 def projection_geometry(
@@ -121,10 +131,7 @@ def forward_project(
             astra.data2d.delete([vid, sid])
             astra.projector.delete(pid)
 
-    n_workers = max(1, min(int(threads), n_slices))
-    chunks = [range(i, n_slices, n_workers) for i in range(n_workers)]
-    with ThreadPoolExecutor(n_workers) as pool:
-        list(pool.map(work, chunks))
+    over_slices(work, n_slices, threads)
     return out
 
 
@@ -191,10 +198,7 @@ def back_project(
             astra.data2d.delete([vid, sid])
             astra.projector.delete(pid)
 
-    n_workers = max(1, min(int(threads), n_slices))
-    chunks = [range(i, n_slices, n_workers) for i in range(n_workers)]
-    with ThreadPoolExecutor(n_workers) as pool:
-        list(pool.map(work, chunks))
+    over_slices(work, n_slices, threads)
     return out
 
 
