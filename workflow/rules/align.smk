@@ -17,6 +17,7 @@ rule align_tilt_series:
             "results/{sample}/figures/alignment_qc.png",
             category="2. Alignment",
             subcategory="{sample}",
+            caption="../report/alignment_qc.rst",
         ),
     log:
         "logs/align_tilt_series/{sample}.log",
