@@ -40,9 +40,9 @@ def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
             if images.shape != labels.shape:
                 raise InputError(lab_path, f"labels {labels.shape} and images {images.shape} differ in shape", "re-run extract_annotations")
             pixel_nm = io.voxel_size_or(img_path, vox, fallback_px)
-            import keras
+            from tomoflow.io.models import load_model
 
-            model = keras.saving.load_model(str(smk.input.model), compile=False)
+            model = load_model(smk.input.model, compile=False)
             pred = ev.predict_validation_patches(
                 model, images, records, n_classes=len(class_names), patch_size=smk.params.patch_size,
                 batch_size=int(smk.params.batch_size), tta=bool(smk.params.tta),

@@ -22,7 +22,7 @@ def _flag(value, key: str) -> bool:  # noqa: ANN001
 
 
 def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
-    import keras  # after run_rule has pinned the thread pools
+    from tomoflow.io.models import load_model  # imports Keras: after run_rule has pinned the thread pools
 
     from tomoflow import io
     from tomoflow.errors import InputError
@@ -42,7 +42,7 @@ def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
         voxel.append(vs)
         return data
 
-    model = keras.saving.load_model(str(smk.input.model), compile=False)
+    model = load_model(smk.input.model, compile=False)
     tta, save_probs = _flag(smk.params.tta, "predict.tta"), _flag(smk.params.save_probabilities, "predict.save_probabilities")
     log.info("slab %d: slices [%d, %d) of %d, model %s, patch %s, batch %s, tta %s",
              i, start, stop, n_slices, smk.input.model, list(smk.params.patch_size), smk.params.batch_size, tta)
