@@ -100,6 +100,8 @@ def test_fei_extended_header_angles_and_unsigned_counts(tmp_path):
     np.testing.assert_array_equal(ts.angles_deg, [-60.0, 0.0, 60.0])
     assert ts.angles_source == "fei-header"
     assert ts.pixel_size_nm == 1.5  # header uncalibrated -> sample table value
+    rows, _ = io.read_slab(path, 1, 2, axis=1)  # a slab job's sinogram rows get the same correction
+    np.testing.assert_array_equal(rows, counts[:, 1:2].astype(np.float32))
 
 
 def test_angles_file_round_trip_and_beside_stack(tmp_path):

@@ -230,7 +230,11 @@ def _mrc_voxel_nm(mrc: Any) -> float | None:
     return x / 10.0
 
 
-def _mrc_array(path: Path, mrc: Any, start: int | None = None, stop: int | None = None) -> np.ndarray:
+def _mrc_array(path: Path, mrc: Any, index: Any = slice(None)) -> np.ndarray:
+    """The (3-D) data block, or ``data[index]`` of it, with FEI signed-int16 counts made physical.
+
+    Only the indexed part is read (memory-mapped files stay mapped) and converted.
+    """
     data = mrc.data
     if data is None:
         raise InputError(path, "MRC file has no data block", "re-copy the file completely")
@@ -239,8 +243,7 @@ def _mrc_array(path: Path, mrc: Any, start: int | None = None, stop: int | None 
         raise InputError(path, f"unsupported MRC mode {mode} (complex or packed data)", "convert the stack to float32 (mode 2), e.g. with IMOD newstack -mode 2")
     if data.ndim == 2:
         data = data[np.newaxis]
-    sl = data[start:stop] if (start is not None or stop is not None) else data
-    arr = np.asarray(sl)
+    arr = np.asarray(data[index])
     if mode == 1 and _has_fei_header(mrc) and int(np.min(data[: min(len(data), 4)])) < 0:
         # FEI software writes unsigned counts as signed int16 with a -32768 offset.
         return arr.astype(np.float32) + np.float32(32768.0)
@@ -263,26 +266,33 @@ def _tiff_voxel_nm(tif: Any) -> float | None:
     return px if px > 0 and px != scale else None
 
 
-def _read_tiff(path: Path, key: slice | None = None) -> tuple[np.ndarray, float | None]:
+@contextmanager
+def _tiff(path: Path) -> Iterator[Any]:
+    """Open a TIFF; any tifffile error becomes one InputError line."""
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as tif:
-            voxel = _tiff_voxel_nm(tif)
-            n_pages = len(tif.pages)
-            if key is not None and n_pages > 1 and tif.series[0].shape[0] == n_pages:
-                idx = range(n_pages)[key]
-                arr = tif.asarray(key=list(idx)) if len(idx) else np.zeros((0,) + tif.pages[0].shape, tif.pages[0].dtype)
-                if arr.ndim == 2:
-                    arr = arr[np.newaxis]
-                return arr, voxel
-            arr = tif.asarray()
-            if arr.ndim == 2 and tif.imagej_metadata is not None:
-                arr = arr[np.newaxis]  # a one-slice ImageJ stack
+            yield tif
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - tifffile raises many types on corrupt files
         raise InputError(path, f"not a readable TIFF ({type(exc).__name__}: {exc})", "check that the file is a complete TIFF stack") from None
+
+
+def _read_tiff(path: Path, key: slice | None = None) -> tuple[np.ndarray, float | None]:
+    with _tiff(path) as tif:
+        voxel = _tiff_voxel_nm(tif)
+        n_pages = len(tif.pages)
+        if key is not None and n_pages > 1 and tif.series[0].shape[0] == n_pages:
+            idx = range(n_pages)[key]
+            arr = tif.asarray(key=list(idx)) if len(idx) else np.zeros((0,) + tif.pages[0].shape, tif.pages[0].dtype)
+            if arr.ndim == 2:
+                arr = arr[np.newaxis]
+            return arr, voxel
+        arr = tif.asarray()
+        if arr.ndim == 2 and tif.imagej_metadata is not None:
+            arr = arr[np.newaxis]  # a one-slice ImageJ stack
     if key is not None:
         arr = arr[key]
     return arr, voxel
@@ -341,23 +351,17 @@ def read_slab(path: PathLike, start: int, stop: int, axis: int = 0) -> tuple[np.
     if suffix in MRC_SUFFIXES:
         with _open_mrc(p, mmap=True) as mrc:
             if axis == 0:
-                data = np.array(_mrc_array(p, mrc, start, stop))
+                data = np.array(_mrc_array(p, mrc, slice(start, stop)))
             else:
-                full = _mrc_array(p, mrc) if int(mrc.header.mode) == 1 and _has_fei_header(mrc) else mrc.data
-                data = np.array(full[:, start:stop] if full.ndim == 3 else full[np.newaxis, start:stop])
+                data = np.array(_mrc_array(p, mrc, (slice(None), slice(start, stop))))
             voxel = _mrc_voxel_nm(mrc)
     elif suffix in TIFF_SUFFIXES:
         if axis == 0:
             data, voxel = _read_tiff(p, slice(start, stop))
         else:
-            import tifffile
-
-            try:
-                with tifffile.TiffFile(p) as tif:
-                    voxel = _tiff_voxel_nm(tif)
-                    data = np.stack([page.asarray()[start:stop] for page in tif.pages])
-            except Exception as exc:  # noqa: BLE001
-                raise InputError(p, f"not a readable TIFF ({type(exc).__name__}: {exc})", "check that the file is a complete TIFF stack") from None
+            with _tiff(p) as tif:
+                voxel = _tiff_voxel_nm(tif)
+                data = np.stack([page.asarray()[start:stop] for page in tif.pages])
     else:
         raise InputError(p, f"unknown file type {suffix!r}", "use .mrc/.st (MRC) or .tif/.tiff (TIFF)")
     if data.ndim != 3:
@@ -445,28 +449,37 @@ def read_tilt_series(
     if data.ndim != 3:
         raise InputError(p, f"expected a 3-D tilt series (tilts, rows, columns), got shape {data.shape}", "save all tilt images in one stack")
     check_finite(p, data)
-    n = data.shape[0]
+    a, source = _resolve_angles(p, angles, fei_angles, data.shape[0])
+    px = _resolve_pixel_size(p, header_px, pixel_size_nm)
+    return TiltSeries(data=data, angles_deg=a, pixel_size_nm=px, path=str(p), angles_source=source)
+
+
+def _resolve_angles(
+    stack: Path, angles: PathLike | Sequence[float] | np.ndarray | None, fei_angles: np.ndarray | None, n: int
+) -> tuple[np.ndarray, str]:
+    """Checked tilt angles of a stack of ``n`` images, and where they came from.
+
+    Order: ``angles`` (a file or values), the FEI header, a ``.rawtlt``/``.tlt`` beside the stack.
+    """
     if angles is not None and not (isinstance(angles, str) and angles == ""):
         if isinstance(angles, (str, os.PathLike)):
-            a = read_angles(angles)
-            source, where = f"file:{angles}", angles
-        else:
-            a, source, where = np.asarray(angles, dtype=np.float64), "given", p
-        a = check_angles(where, a, n)
-    elif fei_angles is not None:
-        a, source = check_angles(p, fei_angles, n), "fei-header"
-    else:
-        for suffix in (".rawtlt", ".tlt"):
-            cand = p.with_suffix(suffix)
-            if cand.exists():
-                a, source = check_angles(cand, read_angles(cand), n), f"file:{cand}"
-                break
-        else:
-            raise InputError(p, "no tilt angles: none given, none in the header, no .rawtlt/.tlt beside it", "set the `angles` column in config/samples.tsv to the .rawtlt/.tlt file")
-    px = header_px if header_px is not None else pixel_size_nm
+            return check_angles(angles, read_angles(angles), n), f"file:{angles}"
+        return check_angles(stack, angles, n), "given"
+    if fei_angles is not None:
+        return check_angles(stack, fei_angles, n), "fei-header"
+    for suffix in (".rawtlt", ".tlt"):
+        cand = stack.with_suffix(suffix)
+        if cand.exists():
+            return check_angles(cand, read_angles(cand), n), f"file:{cand}"
+    raise InputError(stack, "no tilt angles: none given, none in the header, no .rawtlt/.tlt beside it", "set the `angles` column in config/samples.tsv to the .rawtlt/.tlt file")
+
+
+def _resolve_pixel_size(stack: Path, header_px: float | None, given: float | None) -> float:
+    """The calibrated header's pixel size (nm), else the given one."""
+    px = header_px if header_px is not None else given
     if px is None or not (isinstance(px, (int, float)) and math.isfinite(px) and px > 0):
-        raise InputError(p, "no pixel size: the header is uncalibrated and none was given", "set `pixel_size_nm` for this sample in config/samples.tsv")
-    return TiltSeries(data=data, angles_deg=a, pixel_size_nm=float(px), path=str(p), angles_source=source)
+        raise InputError(stack, "no pixel size: the header is uncalibrated and none was given", "set `pixel_size_nm` for this sample in config/samples.tsv")
+    return float(px)
 
 
 # --------------------------------------------------------------------------- writers
@@ -623,36 +636,18 @@ def preflight_tilt_series(
             shape = tuple(int(s) for s in mrc.data.shape)
             fei = _fei_tilt_angles(mrc)
             header_px = _mrc_voxel_nm(mrc)
-            _mrc_array(p, mrc, 0, 1)
+            _mrc_array(p, mrc, slice(0, 1))
     elif suffix in TIFF_SUFFIXES:
-        import tifffile
-
-        try:
-            with tifffile.TiffFile(p) as tif:
-                shape = tuple(int(s) for s in tif.series[0].shape)
-                header_px = _tiff_voxel_nm(tif)
-                tif.pages[-1].asarray()
-        except Exception as exc:  # noqa: BLE001
-            raise InputError(p, f"not a readable TIFF ({type(exc).__name__}: {exc})", "check that the file is a complete TIFF stack") from None
+        with _tiff(p) as tif:
+            shape = tuple(int(s) for s in tif.series[0].shape)
+            header_px = _tiff_voxel_nm(tif)
+            tif.pages[-1].asarray()
     else:
         raise InputError(p, f"unknown tilt-series file type {suffix!r}", "use an MRC (.mrc/.st) or TIFF (.tif) stack")
     if len(shape) != 3:
         raise InputError(p, f"expected a 3-D tilt series (tilts, rows, columns), got shape {shape}", "save all tilt images in one stack")
-    n = shape[0]
-    if angles is not None and angles != "":
-        if isinstance(angles, (str, os.PathLike)):
-            check_angles(angles, read_angles(angles), n)
-        else:
-            check_angles(p, angles, n)
-    elif fei is not None:
-        check_angles(p, fei, n)
-    elif not any(p.with_suffix(s).exists() for s in (".rawtlt", ".tlt")):
-        raise InputError(p, "no tilt angles: none given, none in the header, no .rawtlt/.tlt beside it", "set the `angles` column in config/samples.tsv to the .rawtlt/.tlt file")
-    else:
-        cand = next(p.with_suffix(s) for s in (".rawtlt", ".tlt") if p.with_suffix(s).exists())
-        check_angles(cand, read_angles(cand), n)
-    if header_px is None and not (pixel_size_nm and pixel_size_nm > 0):
-        raise InputError(p, "no pixel size: the header is uncalibrated and none was given", "set `pixel_size_nm` for this sample in config/samples.tsv")
+    _resolve_angles(p, angles, fei, shape[0])
+    _resolve_pixel_size(p, header_px, pixel_size_nm)
     return shape
 
 
