@@ -106,10 +106,7 @@ def run_rule(smk: Any, main: Callable[[Any], None]) -> None:
         sys.exit(1)
     except Exception as exc:  # noqa: BLE001 - one line for the user, traceback in the log
         remove_outputs(outputs)
-        log.debug("traceback:\n%s", traceback.format_exc())
-        logging.getLogger("tomoflow").error(
-            "rule %s failed: %s: %s (full traceback in the log)", rule, type(exc).__name__, exc
-        )
+        log.error("rule %s failed: %s: %s (full traceback in the log)", rule, type(exc).__name__, exc)
         for h in logging.getLogger().handlers:
             if isinstance(h, logging.FileHandler):
                 h.stream.write(traceback.format_exc())

@@ -456,6 +456,12 @@ def remove_translation_gauge(
     return np.stack([c * t[:, 0] - sn * t[:, 1], sn * t[:, 0] + c * t[:, 1]], axis=1)
 
 
+def required_margin_px(shift_sigma_px: float, n_x: int, tilt_axis_deg: float, pad: float = 4.0) -> float:
+    """Extra slices to simulate beyond each y end so that tilt images stay filled after the drift
+    (4 σ) and the in-plane rotation (``n_x / 2 · |sin φ|``) are applied, plus ``pad``, px."""
+    return 4 * abs(shift_sigma_px) + 0.5 * n_x * abs(math.sin(math.radians(tilt_axis_deg))) + pad
+
+
 def tilt_angles(tilt_range_deg: Sequence[float], tilt_step_deg: float) -> npt.NDArray[np.float64]:
     """Angles from ``tilt_range_deg[0]`` to ``[1]`` inclusive in steps of ``tilt_step_deg`` (degrees)."""
     lo, hi = (float(v) for v in tilt_range_deg)
@@ -509,7 +515,7 @@ def simulate_tilt_series(
     ny, nz, nx = specimen.labels.shape
     s = specimen.supersample
     m = specimen.margin_px
-    need = abs(shift_sigma_px) * 4 + 0.5 * nx * abs(math.sin(math.radians(tilt_axis_deg))) + 2
+    need = required_margin_px(shift_sigma_px, nx, tilt_axis_deg, pad=2.0)
     if need > m:
         raise ValueError(f"margin_px={m} too small for shifts/rotation (need ≥ {need:.0f}); raise margin_px")
 
@@ -586,7 +592,7 @@ def forward_project_fine(
 def simulate(config: dict[str, Any], threads: int = 1) -> tuple[Specimen, TiltSeriesSim]:
     """Specimen and tilt series from a ``synthetic:`` config section (see config/README.md)."""
     c = dict(config)
-    m = int(math.ceil(4 * abs(c["shift_sigma_px"]) + 0.5 * c["shape"][2] * abs(math.sin(math.radians(c["tilt_axis_deg"]))) + 4))
+    m = int(math.ceil(required_margin_px(c["shift_sigma_px"], c["shape"][2], c["tilt_axis_deg"])))
     spec = make_specimen(
         seed=c["seed"],
         shape=c["shape"],

@@ -450,7 +450,7 @@ def read_tilt_series(
         raise InputError(p, f"expected a 3-D tilt series (tilts, rows, columns), got shape {data.shape}", "save all tilt images in one stack")
     check_finite(p, data)
     a, source = _resolve_angles(p, angles, fei_angles, data.shape[0])
-    px = _resolve_pixel_size(p, header_px, pixel_size_nm)
+    px = voxel_size_or(p, header_px, pixel_size_nm, "pixel size")
     return TiltSeries(data=data, angles_deg=a, pixel_size_nm=px, path=str(p), angles_source=source)
 
 
@@ -473,13 +473,6 @@ def _resolve_angles(
             return check_angles(cand, read_angles(cand), n), f"file:{cand}"
     raise InputError(stack, "no tilt angles: none given, none in the header, no .rawtlt/.tlt beside it", "set the `angles` column in config/samples.tsv to the .rawtlt/.tlt file")
 
-
-def _resolve_pixel_size(stack: Path, header_px: float | None, given: float | None) -> float:
-    """The calibrated header's pixel size (nm), else the given one."""
-    px = header_px if header_px is not None else given
-    if px is None or not (isinstance(px, (int, float)) and math.isfinite(px) and px > 0):
-        raise InputError(stack, "no pixel size: the header is uncalibrated and none was given", "set `pixel_size_nm` for this sample in config/samples.tsv")
-    return float(px)
 
 
 # --------------------------------------------------------------------------- writers
@@ -533,13 +526,12 @@ def write_labels(path: PathLike, labels: npt.ArrayLike, voxel_size_nm: float | S
     write_volume(path, np.asarray(labels).astype(np.uint8), voxel_size_nm)
 
 
-def voxel_size_or(path: PathLike, voxel: float | None, fallback: float | None) -> float:
-    """The header voxel size, else ``fallback``; InputError when neither is known."""
-    if voxel is not None:
-        return float(voxel)
-    if fallback is not None and fallback > 0:
-        return float(fallback)
-    raise InputError(path, "no voxel size in the header and none given", "set `pixel_size_nm` in config/samples.tsv")
+def voxel_size_or(path: PathLike, voxel: float | None, fallback: float | None, what: str = "voxel size") -> float:
+    """The calibrated header's voxel size (nm), else ``fallback``; InputError when neither is known."""
+    px = voxel if voxel is not None else fallback
+    if px is None or not (isinstance(px, (int, float)) and math.isfinite(px) and px > 0):
+        raise InputError(path, f"no {what}: the header is uncalibrated and none was given", "set `pixel_size_nm` for this sample in config/samples.tsv")
+    return float(px)
 
 
 # --------------------------------------------------------------------------- tables, JSON, figures
@@ -647,7 +639,7 @@ def preflight_tilt_series(
     if len(shape) != 3:
         raise InputError(p, f"expected a 3-D tilt series (tilts, rows, columns), got shape {shape}", "save all tilt images in one stack")
     _resolve_angles(p, angles, fei, shape[0])
-    _resolve_pixel_size(p, header_px, pixel_size_nm)
+    voxel_size_or(p, header_px, pixel_size_nm, "pixel size")
     return shape
 
 
