@@ -133,8 +133,9 @@ def quantify_inputs(wildcards):
     truth = sample_value(s, "true_labels")
     if truth:
         inputs["true_labels"] = truth
-        if specimen_of(truth):
-            inputs["specimen"] = specimen_of(truth)
+        specimen = specimen_of(truth)
+        if specimen:
+            inputs["specimen"] = specimen
     return inputs
 
 
