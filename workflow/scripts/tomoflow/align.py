@@ -52,11 +52,10 @@ from scipy import ndimage
 from skimage.registration import phase_cross_correlation
 
 from .errors import InputError
+from .validate import MIN_IMAGE_PX, MIN_TILTS, check_tilt_series
 
 log = logging.getLogger(__name__)
 
-#: Fewest tilts the alignment accepts.
-MIN_TILTS = 5
 #: Median neighbour correlation (band-passed, after registration) below which the series is noise.
 MIN_NEIGHBOUR_NCC = 0.15
 #: Iterations of the tilt-axis estimate, and the largest change from the prior it may make (degrees).
@@ -362,24 +361,7 @@ def _stretch_x(img: np.ndarray, k: float, xc: float) -> np.ndarray:
 
 # --------------------------------------------------------------------------- validation
 def _validate(data: np.ndarray, angles: np.ndarray, where: str) -> None:
-    if data.ndim != 3:
-        raise InputError(where, f"expected a 3-D tilt series (tilts, rows, columns), got shape {data.shape}", "save all tilt images in one stack")
-    n = data.shape[0]
-    if angles.ndim != 1 or angles.size != n:
-        raise InputError(where, f"{angles.size} tilt angles for {n} images", "give exactly one angle per image (check the .tlt/.rawtlt file belongs to this stack)")
-    if n < MIN_TILTS:
-        raise InputError(where, f"only {n} tilt images; alignment needs at least {MIN_TILTS}", "use a tilt series with more images (tomography needs dozens)")
-    if min(data.shape[1:]) < 16:
-        raise InputError(where, f"images of {data.shape[1]}×{data.shape[2]} px are too small to align", "use images of at least 16×16 px")
-    if not np.all(np.isfinite(angles)) or np.any(np.abs(angles) >= 90.0):
-        raise InputError(where, "tilt angles must be finite and within ±90°", "give the angles in degrees")
-    if np.unique(np.round(angles, 6)).size != n:
-        raise InputError(where, "duplicate tilt angles", "remove repeated images or fix the angle file")
-    if not np.all(np.isfinite(data)):
-        raise InputError(where, "NaN/Inf pixels in the tilt series", "replace them before aligning")
-    flat = [i for i in range(n) if float(np.ptp(data[i])) == 0.0]
-    if flat:
-        raise InputError(where, f"{len(flat)} blank (constant) image(s), first at index {flat[0]}", "remove blank images and their angles")
+    check_tilt_series(data, angles, where=where, min_tilts=MIN_TILTS, min_image_px=MIN_IMAGE_PX)
 
 
 # --------------------------------------------------------------------------- coarse alignment

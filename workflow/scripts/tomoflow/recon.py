@@ -62,18 +62,13 @@ import numpy.typing as npt
 
 from .errors import InputError
 from .projector import CPU_PROJECTORS, forward_project, projection_geometry
+from .validate import MIN_TILTS, check_signal, check_tilt_series, neighbour_correlation
 
 log = logging.getLogger(__name__)
 
 ALGORITHMS = ("mlem", "osem", "sirt", "fbp")
 BACKENDS = ("astra", "tomopy")
 DEVICES = ("auto", "cpu", "gpu")
-#: Fewest tilts accepted by default (fewer cannot make a usable tomogram).
-MIN_TILTS = 10
-#: Smallest tilt range (degrees) accepted.
-MIN_TILT_RANGE_DEG = 20.0
-#: Median correlation of neighbouring (blurred) tilt images below which the series is "all noise".
-MIN_NEIGHBOUR_CORRELATION = 0.2
 
 ProgressFn = Callable[[int, float], Any]
 
@@ -102,141 +97,6 @@ class ReconResult:
     residual_ss: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     data_ss: float = 0.0
     info: dict = field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------- input checks
-def check_tilt_series(
-    tilt_series: npt.ArrayLike,
-    angles_deg: npt.ArrayLike,
-    *,
-    where: str = "tilt series",
-    min_tilts: int = MIN_TILTS,
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]]:
-    """Check shapes, values and angles of a tilt series before reconstruction.
-
-    Parameters
-    ----------
-    tilt_series : array_like, shape (n_tilts, n_slices, n_det)
-        Aligned images.
-    angles_deg : array_like, shape (n_tilts,)
-        Tilt angles, degrees.
-    where : str
-        Name of the input in error messages (file name).
-    min_tilts : int
-        Fewest tilts accepted.
-
-    Returns
-    -------
-    data : ndarray, shape (n_tilts, n_slices, n_det), float32, C-contiguous
-    angles : ndarray, shape (n_tilts,), float64
-
-    Raises
-    ------
-    InputError
-        Not 3-D, empty, NaN/Inf, fewer than ``min_tilts`` tilts or < 20° of tilt range, angle
-        count ≠ images, non-finite or repeated angles, angles that look like radians.
-    """
-    data = np.ascontiguousarray(tilt_series, dtype=np.float32)
-    angles = np.asarray(angles_deg, dtype=np.float64).ravel()
-    if data.ndim != 3 or min(data.shape) < 1:
-        raise InputError(where, f"expected a 3-D tilt series (n_tilts, n_slices, n_det), got shape {data.shape}",
-                         "pass all tilt images as one stack")
-    n_tilts, _, n_det = data.shape
-    if angles.size != n_tilts:
-        raise InputError(where, f"{angles.size} tilt angles for {n_tilts} images",
-                         "give exactly one angle per image (check the .tlt file belongs to this stack)")
-    if not np.all(np.isfinite(angles)):
-        raise InputError(where, "tilt angles contain NaN/Inf", "give one finite angle (degrees) per image")
-    if n_tilts < min_tilts:
-        raise InputError(where, f"only {n_tilts} tilt images; at least {min_tilts} are needed for a tomogram",
-                         "acquire/keep more tilts (typically 2° steps over ±60-70°)")
-    if np.unique(angles).size != n_tilts:
-        raise InputError(where, "repeated tilt angles", "remove duplicate images/angles from the stack")
-    span = float(np.ptp(angles))
-    if span <= math.pi + 1e-6 and np.all(np.abs(angles) <= math.pi / 2 + 1e-6):
-        raise InputError(where, f"tilt angles span only {span:.3g} (max |angle| {np.abs(angles).max():.3g}); "
-                         "they look like radians", "give the angles in degrees")
-    if span < MIN_TILT_RANGE_DEG:
-        raise InputError(where, f"tilt range is only {span:.3g}°", f"use a tilt series covering at least {MIN_TILT_RANGE_DEG:g}°")
-    if n_det < 2:
-        raise InputError(where, f"detector has {n_det} pixel(s)", "pass images at least 2 pixels wide")
-    if not np.all(np.isfinite(data)):
-        raise InputError(where, f"{int((~np.isfinite(data)).sum())} NaN/Inf pixels", "replace them before reconstruction")
-    return data, angles
-
-
-def neighbour_correlation(
-    tilt_series: npt.ArrayLike, angles_deg: npt.ArrayLike, *, sigma_px: float = 2.0, max_slices: int = 64
-) -> float:
-    """Median Pearson correlation of angularly neighbouring tilt images (a signal-presence score).
-
-    Each image is Gaussian-blurred (``sigma_px``) to suppress shot noise; images of a real specimen
-    taken a few degrees apart then correlate strongly (> 0.8 for HAADF series), whereas pure noise
-    gives ≈ 0 (independent between tilts).
-
-    Parameters
-    ----------
-    tilt_series : array_like, shape (n_tilts, n_slices, n_det)
-    angles_deg : array_like, shape (n_tilts,)
-    sigma_px : float
-        Blur, pixels.
-    max_slices : int
-        At most this many evenly spaced slices (axis 1) are used.
-
-    Returns
-    -------
-    float
-        Median correlation over the ``n_tilts - 1`` neighbouring pairs (0 for constant images).
-    """
-    from scipy.ndimage import gaussian_filter
-
-    data = np.asarray(tilt_series)
-    order = np.argsort(np.asarray(angles_deg, dtype=np.float64))
-    rows = np.unique(np.linspace(0, data.shape[1] - 1, min(max_slices, data.shape[1])).round().astype(int))
-    sub = np.asarray(data[:, rows, :], dtype=np.float64)[order]
-    sig = (0.0, sigma_px if sub.shape[1] > 1 else 0.0, sigma_px)
-    sub = gaussian_filter(sub, sig, mode="nearest")
-    flat = sub.reshape(sub.shape[0], -1)
-    flat = flat - flat.mean(axis=1, keepdims=True)
-    norm = np.sqrt((flat * flat).sum(axis=1))
-    num = (flat[:-1] * flat[1:]).sum(axis=1)
-    den = norm[:-1] * norm[1:]
-    corr = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
-    return float(np.median(corr))
-
-
-def check_signal(
-    tilt_series: npt.ArrayLike,
-    angles_deg: npt.ArrayLike,
-    *,
-    where: str = "tilt series",
-    min_correlation: float = MIN_NEIGHBOUR_CORRELATION,
-) -> float:
-    """Raise :class:`InputError` when a tilt series shows no specimen (all noise, blank or constant).
-
-    Parameters
-    ----------
-    tilt_series : array_like, shape (n_tilts, n_slices, n_det)
-    angles_deg : array_like, shape (n_tilts,)
-    where : str
-        Name of the input in the message.
-    min_correlation : float
-        Threshold on :func:`neighbour_correlation`.
-
-    Returns
-    -------
-    float
-        The neighbour correlation.
-    """
-    data = np.asarray(tilt_series)
-    if not np.any(data > 0):
-        raise InputError(where, "no positive signal (all pixels ≤ 0)",
-                         "check the stack: counts stored as signed int16 need +32768; the background must be ≈ 0")
-    c = neighbour_correlation(data, angles_deg)
-    if c < min_correlation:
-        raise InputError(where, f"tilt images look like pure noise (median correlation of neighbouring tilts {c:.3f} "
-                         f"< {min_correlation:g})", "check that the stack holds the specimen and is aligned")
-    return c
 
 
 def _check_options(algorithm: str, iterations: int, subsets: int, projector: str, backend: str, device: str,
@@ -546,7 +406,7 @@ def reconstruct(
         Bad data/angles (see :func:`check_tilt_series`, :func:`check_signal`) or settings.
     """
     t0 = time.perf_counter()
-    data, angles = check_tilt_series(tilt_series, angles_deg, where=where, min_tilts=min_tilts)
+    data, angles = check_tilt_series(tilt_series, angles_deg, where=where, min_tilts=min_tilts, max_abs_deg=None)
     n_tilts, n_slices, n_det = data.shape
     thickness = int(thickness_px) if thickness_px else n_det
     _check_options(algorithm, iterations, subsets, projector, backend, device, n_tilts, thickness)
@@ -799,7 +659,7 @@ def reconstruct_slab(
         thick = int(kwargs.get("thickness_px") or n_det)
         n_it = 0 if kwargs.get("algorithm", "mlem") == "fbp" else int(kwargs.get("iterations", 50))
         check_tilt_series(probe, angles, where=kwargs.get("where", "tilt series"),
-                          min_tilts=kwargs.get("min_tilts", MIN_TILTS))
+                          min_tilts=kwargs.get("min_tilts", MIN_TILTS), max_abs_deg=None)
         return (start, stop), ReconResult(np.zeros((0, thick, n_det), np.float32), np.zeros(0),
                                           np.zeros(n_it + 1 if n_it else 0), 0.0, {"empty": True})
     return (start, stop), reconstruct(read_rows(start, stop), angles_deg, **kwargs)

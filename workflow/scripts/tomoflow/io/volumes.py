@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import InputError
+from .. import validate
 
 PathLike = str | os.PathLike[str]
 
@@ -106,38 +107,14 @@ def check_finite(path: PathLike, data: np.ndarray) -> None:
 
 
 def check_angles(where: PathLike, angles_deg: npt.ArrayLike, n_images: int | None = None) -> np.ndarray:
-    """Validate tilt angles (degrees): finite, within ±90°, strictly monotonic, count = images.
+    """Validate tilt angles read from a file: :func:`tomoflow.validate.check_angles` with a strictly
+    monotonic order required (the order of the stack on disk).
 
     Returns
     -------
     ndarray, shape (n_tilts,), float64
     """
-    a = np.asarray(angles_deg, dtype=np.float64).ravel()
-    if a.size == 0:
-        raise InputError(where, "no tilt angles", "give one angle (degrees) per image")
-    if not np.all(np.isfinite(a)):
-        raise InputError(where, "tilt angles contain NaN/Inf", "give one finite angle (degrees) per image")
-    if np.any(np.abs(a) > 90.0):
-        raise InputError(
-            where,
-            f"tilt angles must lie within ±90°, found {a.min():g}..{a.max():g}",
-            "give angles in degrees (not radians or scaled values)",
-        )
-    d = np.diff(a)
-    if a.size > 1 and not (np.all(d > 0) or np.all(d < 0)):
-        i = int(np.argmax(~((d > 0) if d[0] > 0 else (d < 0))))
-        raise InputError(
-            where,
-            f"tilt angles are not strictly monotonic (angle {i + 1} = {a[i + 1]:g}° after {a[i]:g}°)",
-            "sort the images by tilt angle (use the .rawtlt order of the stack) and remove duplicates",
-        )
-    if n_images is not None and a.size != n_images:
-        raise InputError(
-            where,
-            f"{a.size} tilt angles for {n_images} images",
-            "give exactly one angle per image (check the .tlt/.rawtlt file belongs to this stack)",
-        )
-    return a
+    return validate.check_angles(where, angles_deg, n_images, monotonic=True)
 
 
 # --------------------------------------------------------------------------- angles
