@@ -26,11 +26,10 @@ import numpy.typing as npt
 
 from ..errors import InputError
 from .. import validate
+from .probe import MRC_SUFFIXES, TIFF_SUFFIXES, require_file, stack_kind
 
 PathLike = str | os.PathLike[str]
 
-MRC_SUFFIXES = (".mrc", ".mrcs", ".st", ".ali", ".rec", ".map")
-TIFF_SUFFIXES = (".tif", ".tiff")
 #: Size of one record in a legacy FEI extended header (no EXTTYP); the first float32 is alpha tilt.
 FEI_RECORD_BYTES = 128
 
@@ -82,14 +81,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
 
 # --------------------------------------------------------------------------- checks
 def _require_file(path: PathLike, what: str) -> Path:
-    p = Path(path)
-    if not p.exists():
-        raise InputError(p, f"{what} not found", "check the path in config/samples.tsv (relative to the working directory)")
-    if p.is_dir():
-        raise InputError(p, f"{what} is a directory, expected a file", "point to the file itself")
-    if p.stat().st_size == 0:
-        raise InputError(p, f"{what} is empty (0 bytes)", "re-export or re-copy the file")
-    return p
+    return require_file(path, what)
 
 
 def check_finite(path: PathLike, data: np.ndarray) -> None:
@@ -261,6 +253,10 @@ def _read_tiff(path: Path, key: slice | None = None) -> tuple[np.ndarray, float 
     with _tiff(path) as tif:
         voxel = _tiff_voxel_nm(tif)
         n_pages = len(tif.pages)
+        spp = int(tif.pages[0].samplesperpixel)
+        if spp > 1:
+            raise InputError(path, f"RGB/multi-channel TIFF ({spp} samples per pixel)",
+                             "save the images as single-channel greyscale (e.g. Fiji: Image > Type > 8-bit or 32-bit)")
         if key is not None and n_pages > 1 and tif.series[0].shape[0] == n_pages:
             idx = range(n_pages)[key]
             arr = tif.asarray(key=list(idx)) if len(idx) else np.zeros((0,) + tif.pages[0].shape, tif.pages[0].dtype)
@@ -286,16 +282,13 @@ def read_volume(path: PathLike) -> tuple[np.ndarray, float | None]:
     voxel_size_nm : float or None
         From the header; None when the file is uncalibrated.
     """
-    p = _require_file(path, "volume")
-    suffix = p.suffix.lower()
-    if suffix in MRC_SUFFIXES:
+    p = Path(path)
+    if stack_kind(p, "volume") == "mrc":
         with _open_mrc(p) as mrc:
             data = np.array(_mrc_array(p, mrc))
             voxel = _mrc_voxel_nm(mrc)
-    elif suffix in TIFF_SUFFIXES:
-        data, voxel = _read_tiff(p)
     else:
-        raise InputError(p, f"unknown file type {suffix!r}", "use .mrc/.st (MRC) or .tif/.tiff (TIFF)")
+        data, voxel = _read_tiff(p)
     if data.ndim != 3:
         raise InputError(p, f"expected a 3-D stack, got shape {data.shape}", "save the data as one 3-D stack (slices, rows, columns)")
     check_finite(p, data)
@@ -323,24 +316,20 @@ def read_slab(path: PathLike, start: int, stop: int, axis: int = 0) -> tuple[np.
     """
     if axis not in (0, 1):
         raise ValueError(f"axis must be 0 or 1, got {axis}")
-    p = _require_file(path, "volume")
-    suffix = p.suffix.lower()
-    if suffix in MRC_SUFFIXES:
+    p = Path(path)
+    if stack_kind(p, "volume") == "mrc":
         with _open_mrc(p, mmap=True) as mrc:
             if axis == 0:
                 data = np.array(_mrc_array(p, mrc, slice(start, stop)))
             else:
                 data = np.array(_mrc_array(p, mrc, (slice(None), slice(start, stop))))
             voxel = _mrc_voxel_nm(mrc)
-    elif suffix in TIFF_SUFFIXES:
-        if axis == 0:
-            data, voxel = _read_tiff(p, slice(start, stop))
-        else:
-            with _tiff(p) as tif:
-                voxel = _tiff_voxel_nm(tif)
-                data = np.stack([page.asarray()[start:stop] for page in tif.pages])
+    elif axis == 0:
+        data, voxel = _read_tiff(p, slice(start, stop))
     else:
-        raise InputError(p, f"unknown file type {suffix!r}", "use .mrc/.st (MRC) or .tif/.tiff (TIFF)")
+        with _tiff(p) as tif:
+            voxel = _tiff_voxel_nm(tif)
+            data = np.stack([page.asarray()[start:stop] for page in tif.pages])
     if data.ndim != 3:
         raise InputError(p, f"expected a 3-D stack, got shape {data.shape}", "save the data as one 3-D stack")
     check_finite(p, data)
@@ -349,13 +338,11 @@ def read_slab(path: PathLike, start: int, stop: int, axis: int = 0) -> tuple[np.
 
 def volume_shape(path: PathLike) -> tuple[int, ...]:
     """Shape of an MRC/TIFF stack, read from its header only."""
-    p = _require_file(path, "volume")
-    if p.suffix.lower() in MRC_SUFFIXES:
+    p = Path(path)
+    if stack_kind(p, "volume") == "mrc":
         with _open_mrc(p, mmap=True) as mrc:
             return tuple(int(s) for s in (mrc.data.shape if mrc.data.ndim == 3 else (1,) + mrc.data.shape))
-    import tifffile
-
-    with tifffile.TiffFile(p) as tif:
+    with _tiff(p) as tif:
         return tuple(int(s) for s in tif.series[0].shape)
 
 
@@ -382,15 +369,12 @@ def read_labels(path: PathLike, n_classes: int) -> tuple[npt.NDArray[np.uint8], 
 
 
 def _tilt_series_array(path: Path) -> tuple[np.ndarray, float | None, np.ndarray | None]:
-    suffix = path.suffix.lower()
-    if suffix in MRC_SUFFIXES:
+    if stack_kind(path, "tilt series") == "mrc":
         with _open_mrc(path) as mrc:
             data = np.asarray(_mrc_array(path, mrc), dtype=np.float32)
             return data, _mrc_voxel_nm(mrc), _fei_tilt_angles(mrc)
-    if suffix in TIFF_SUFFIXES:
-        data, voxel = _read_tiff(path)
-        return np.asarray(data, dtype=np.float32), voxel, None
-    raise InputError(path, f"unknown tilt-series file type {suffix!r}", "use an MRC (.mrc/.st) or TIFF (.tif) stack")
+    data, voxel = _read_tiff(path)
+    return np.asarray(data, dtype=np.float32), voxel, None
 
 
 def read_tilt_series(
@@ -448,7 +432,7 @@ def _resolve_angles(
         cand = stack.with_suffix(suffix)
         if cand.exists():
             return check_angles(cand, read_angles(cand), n), f"file:{cand}"
-    raise InputError(stack, "no tilt angles: none given, none in the header, no .rawtlt/.tlt beside it", "set the `angles` column in config/samples.tsv to the .rawtlt/.tlt file")
+    raise InputError(stack, "no tilt angles: none given, none in the header, no .rawtlt/.tlt beside it", "set the `angles` column of the sample table to the .rawtlt/.tlt file")
 
 
 
@@ -507,7 +491,7 @@ def voxel_size_or(path: PathLike, voxel: float | None, fallback: float | None, w
     """The calibrated header's voxel size (nm), else ``fallback``; InputError when neither is known."""
     px = voxel if voxel is not None else fallback
     if px is None or not (isinstance(px, (int, float)) and math.isfinite(px) and px > 0):
-        raise InputError(path, f"no {what}: the header is uncalibrated and none was given", "set `pixel_size_nm` for this sample in config/samples.tsv")
+        raise InputError(path, f"no {what}: the header is uncalibrated and none was given", "set `pixel_size_nm` for this sample in the sample table")
     return float(px)
 
 
@@ -596,28 +580,20 @@ def preflight_tilt_series(
     InputError
         As :func:`read_tilt_series`, except for NaN/Inf pixels (checked when the stack is read).
     """
-    p = _require_file(path, "tilt series")
-    suffix = p.suffix.lower()
-    fei = None
-    header_px = None
-    if suffix in MRC_SUFFIXES:
+    from .probe import probe_stack
+
+    info = probe_stack(path, "tilt series")
+    p = Path(path)
+    if info.shape[0] == 1:
+        raise InputError(p, f"one {info.shape[1]}×{info.shape[2]} image, not a tilt series",
+                         "save all tilt images in one stack (one image per tilt angle)")
+    if info.kind == "mrc":
         with _open_mrc(p, mmap=True) as mrc:
-            shape = tuple(int(s) for s in mrc.data.shape)
-            fei = _fei_tilt_angles(mrc)
-            header_px = _mrc_voxel_nm(mrc)
             _mrc_array(p, mrc, slice(0, 1))
-    elif suffix in TIFF_SUFFIXES:
-        with _tiff(p) as tif:
-            shape = tuple(int(s) for s in tif.series[0].shape)
-            header_px = _tiff_voxel_nm(tif)
-            tif.pages[-1].asarray()
-    else:
-        raise InputError(p, f"unknown tilt-series file type {suffix!r}", "use an MRC (.mrc/.st) or TIFF (.tif) stack")
-    if len(shape) != 3:
-        raise InputError(p, f"expected a 3-D tilt series (tilts, rows, columns), got shape {shape}", "save all tilt images in one stack")
-    _resolve_angles(p, angles, fei, shape[0])
-    voxel_size_or(p, header_px, pixel_size_nm, "pixel size")
-    return shape
+    fei = None if info.fei_angles is None else np.asarray(info.fei_angles)
+    _resolve_angles(p, angles, fei, info.shape[0])
+    voxel_size_or(p, info.voxel_size_nm, pixel_size_nm, "pixel size")
+    return info.shape
 
 
 def read_image(path: PathLike) -> np.ndarray:
@@ -628,9 +604,9 @@ def read_image(path: PathLike) -> np.ndarray:
     ndarray, shape (n_rows, n_cols)
         Native dtype.
     """
-    p = _require_file(path, "image")
-    if p.suffix.lower() not in TIFF_SUFFIXES:
-        raise InputError(p, f"unknown image type {p.suffix!r}", "save annotated slices as .tif/.tiff")
+    p = Path(path)
+    if stack_kind(p, "image") != "tiff":
+        raise InputError(p, "an MRC file where one TIFF image per slice is expected", "save annotated slices as .tif/.tiff")
     arr, _ = _read_tiff(p)
     arr = np.squeeze(arr)
     if arr.ndim != 2:
@@ -647,8 +623,8 @@ def read_image_stack(path: PathLike) -> tuple[np.ndarray, float | None]:
     data : ndarray, shape (n, n_rows, n_cols)
     voxel_size_nm : float or None
     """
-    p = _require_file(path, "image stack")
-    if p.suffix.lower() in TIFF_SUFFIXES:
+    p = Path(path)
+    if stack_kind(p, "image stack") == "tiff":
         arr, voxel = _read_tiff(p)
         if arr.ndim == 2:
             check_finite(p, arr)
