@@ -9,22 +9,13 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
 from tomoflow.errors import InputError  # noqa: E402
-from tomoflow.io import preflight_tilt_series  # noqa: E402
+from tomoflow.io.probe import read_table_schema  # noqa: E402
+from tomoflow import preflight  # noqa: E402
 
-
-validate(config, "../schemas/config.schema.yaml")
-
-SAMPLE_COLUMNS = [
-    "sample",
-    "tilt_series",
-    "angles",
-    "pixel_size_nm",
-    "tilt_axis_deg",
-    "thickness_px",
-    "true_labels",
-    "annotation_images",
-    "annotation_labels",
-]
+SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
+SAMPLES_SCHEMA = read_table_schema(SCHEMAS / "samples.schema.yaml")
+#: Sample-table columns, from workflow/schemas/samples.schema.yaml.
+SAMPLE_COLUMNS = preflight.sample_columns(SAMPLES_SCHEMA)
 
 
 def _fail(message):
@@ -33,48 +24,27 @@ def _fail(message):
     sys.exit(1)
 
 
-def _read_samples(path):
-    if not Path(path).is_file():
-        _fail(f"{path}: sample table not found. Fix: set `samples:` in the config to a TSV file (see config/README.md)")
-    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment="#")
-    unknown = [c for c in table.columns if c not in SAMPLE_COLUMNS]
-    if unknown:
-        _fail(f"{path}: unknown column(s) {unknown}. Fix: use only {SAMPLE_COLUMNS}")
-    for col in SAMPLE_COLUMNS:
-        if col not in table.columns:
-            table[col] = ""
-    if table["sample"].duplicated().any():
-        _fail(f"{path}: duplicate sample names {sorted(table['sample'][table['sample'].duplicated()])}. Fix: make names unique")
-    validate(table, "../schemas/samples.schema.yaml")
+def _startup():
+    """The one start-up check (tomoflow.preflight): typed --config values, schema, cross-constraints,
+    sample table and every user file; returns the sample table."""
+    schema = read_table_schema(SCHEMAS / "config.schema.yaml")
+    try:
+        preflight.coerce_config(config, schema)
+        error = preflight.schema_error(config, schema)
+        if error is not None:
+            raise error
+        validate(config, "../schemas/config.schema.yaml")  # fills the schema defaults
+        rows = preflight.startup(config, schema, SAMPLES_SCHEMA)
+    except InputError as exc:
+        _fail(str(exc))
+    table = pd.DataFrame([r.cells for r in rows], columns=SAMPLE_COLUMNS, dtype=str)
     return table.set_index("sample", drop=False)
 
 
-SAMPLES = _read_samples(config["samples"])
+SAMPLES = _startup()
+SAMPLES_TABLE = str(config["samples"])
 CLASSES = list(config["classes"])
-if not set(config["train"]["samples"]) <= set(SAMPLES.index):
-    _fail(
-        f"config: train.samples {config['train']['samples']} are not all in {config['samples']} "
-        f"(samples: {list(SAMPLES.index)}). Fix: list samples from the sample table"
-    )
-
-
-def _generated(path):
-    """True for files this workflow makes itself (the synthetic data)."""
-    return str(path).startswith("results/")
-
-
-# Pre-flight: check user-supplied tilt series before any job runs (header, size, angle count).
-for _s, _row in SAMPLES.iterrows():
-    if _generated(_row["tilt_series"]):
-        continue
-    try:
-        preflight_tilt_series(
-            _row["tilt_series"],
-            angles=_row["angles"] or None,
-            pixel_size_nm=float(_row["pixel_size_nm"]) if _row["pixel_size_nm"] else None,
-        )
-    except InputError as _exc:
-        _fail(f"sample {_s}: {_exc}")
+TRAINED = bool(config["train"]["samples"])
 
 
 def sample_value(sample, column, default=""):
@@ -148,18 +118,20 @@ def align_inputs(wildcards):
 
 
 def evaluate_inputs_exist(sample):
-    """A sample can be evaluated when it has true labels or validation patches."""
-    return bool(sample_value(sample, "true_labels")) or sample in config["train"]["samples"]
+    """A sample can be evaluated when a model is trained and it has true labels or validation patches."""
+    return TRAINED and (bool(sample_value(sample, "true_labels")) or sample in config["train"]["samples"])
 
 
 def final_outputs(sample):
-    """The last outputs of every stage for one sample."""
-    out = [
-        f"results/{sample}/volume.mrc",
-        f"results/{sample}/segmentation.tif",
-        f"results/{sample}/meshes/render_iso.png",
-        f"results/{sample}/quantification/summary.json",
-    ]
+    """The last outputs of every stage for one sample (alignment and reconstruction only when
+    `train.samples` is empty: there is no model to segment with)."""
+    out = [f"results/{sample}/volume.mrc"]
+    if TRAINED:
+        out += [
+            f"results/{sample}/segmentation.tif",
+            f"results/{sample}/meshes/render_iso.png",
+            f"results/{sample}/quantification/summary.json",
+        ]
     if evaluate_inputs_exist(sample):
         out.append(f"results/{sample}/metrics/metrics.json")
     return out
@@ -173,7 +145,8 @@ def provenance_inputs(wildcards):
         value = sample_value(s, column)
         if value and not Path(value).is_dir():
             inputs[column] = value
-    inputs["model"] = "results/model/unet.keras"  # every sample is segmented with it
+    if TRAINED:
+        inputs["model"] = "results/model/unet.keras"  # every sample is segmented with it
     return inputs
 
 
@@ -185,13 +158,13 @@ def annotation_mode(sample):
         return "user"
     if images or labels:
         raise ValueError(
-            f"config/samples.tsv: sample {sample} has only one of annotation_images/annotation_labels. "
+            f"{SAMPLES_TABLE}: sample {sample} has only one of annotation_images/annotation_labels. "
             "Fix: give both (a TIFF stack pair or two folders of paired TIFFs) or neither"
         )
     if sample_value(sample, "true_labels"):
         return "volume"
     raise ValueError(
-        f"config/samples.tsv: sample {sample} has no annotations and no true_labels. "
+        f"{SAMPLES_TABLE}: sample {sample} has no annotations and no true_labels. "
         "Fix: fill annotation_images/annotation_labels, or drop it from train.samples"
     )
 

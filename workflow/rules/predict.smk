@@ -19,8 +19,6 @@ rule predict_slab:
         "logs/predict_slab/{sample}_{i}.log",
     benchmark:
         "benchmarks/results/predict_slab/{sample}_{i}.tsv"
-    wildcard_constraints:
-        i=r"\d+",
     params:
         slabs=config["predict"]["slabs"],
         batch_size=config["predict"]["batch_size"],
@@ -28,11 +26,7 @@ rule predict_slab:
         save_probabilities=config["predict"]["save_probabilities"],
         patch_size=config["train"]["patch_size"],
         # fallback voxel size (nm) where the volume header has none: pixel_size_nm of the sample table
-        pixel_size_nm=lambda wc: (
-            float(SAMPLES.loc[wc.sample, "pixel_size_nm"])
-            if wc.sample in SAMPLES.index and str(SAMPLES.loc[wc.sample, "pixel_size_nm"]).strip()
-            else None
-        ),
+        pixel_size_nm=sample_float("pixel_size_nm"),
     threads: 4
     resources:
         mem_mb=4000,
@@ -73,11 +67,7 @@ rule predict_segmentation:
         classes=CLASSES,
         figure_slices=4,
         # fallback voxel size (nm) where the volume header has none: pixel_size_nm of the sample table
-        pixel_size_nm=lambda wc: (
-            float(SAMPLES.loc[wc.sample, "pixel_size_nm"])
-            if wc.sample in SAMPLES.index and str(SAMPLES.loc[wc.sample, "pixel_size_nm"]).strip()
-            else None
-        ),
+        pixel_size_nm=sample_float("pixel_size_nm"),
     threads: 1
     resources:
         mem_mb=4000,

@@ -16,8 +16,6 @@ rule reconstruct_slab:
         "logs/reconstruct_slab/{sample}_{i}.log",
     benchmark:
         "benchmarks/results/reconstruct_slab/{sample}_{i}.tsv"
-    wildcard_constraints:
-        i=r"\d+",
     params:
         backend=config["recon"]["backend"],
         algorithm=config["recon"]["algorithm"],

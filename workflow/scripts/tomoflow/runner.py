@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import sys
 import time
@@ -59,13 +60,89 @@ def setup_logging(logfile: str | os.PathLike[str] | None, level: int = logging.I
     root.setLevel(level)
 
 
+#: Thread-count setters of native libraries, by exported symbol (OpenBLAS as bundled by NumPy/SciPy
+#: wheels, plain OpenBLAS, ILP64 OpenBLAS, MKL, OpenMP runtimes).
+_SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads64_",
+            "openblas_set_num_threads", "MKL_Set_Num_Threads", "omp_set_num_threads")
+_GETTERS = ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads", "openblas_get_num_threads64_",
+            "openblas_get_num_threads", "MKL_Get_Max_Threads", "omp_get_max_threads")
+_LIB_NAME = re.compile(r"(/\S*(?:blas|mkl_rt|gomp|libomp|iomp)\S*\.so[.\d]*)")
+
+
+def _loaded_thread_libraries() -> list[str]:
+    """Paths of BLAS/OpenMP shared libraries loaded in this process (Linux ``/proc/self/maps``)."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return []
+    return sorted(set(_LIB_NAME.findall(maps)))
+
+
+def native_thread_counts() -> dict[str, int]:
+    """Current thread count of every loaded BLAS/OpenMP library, ``{library file name: threads}``."""
+    import ctypes
+
+    out = {}
+    for path in _loaded_thread_libraries():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for sym in _GETTERS:
+            if hasattr(lib, sym):
+                out[Path(path).name] = int(getattr(lib, sym)())
+                break
+    return out
+
+
+def _limit_loaded_libraries(n: int) -> list[str]:
+    """Set the thread pools of already-loaded BLAS/OpenMP libraries to ``n`` (threadpoolctl when installed)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = None
+    if threadpool_limits is not None:
+        threadpool_limits(limits=n)
+        return ["threadpoolctl"]
+    import ctypes
+
+    done = []
+    for path in _loaded_thread_libraries():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for sym in _SETTERS:
+            if hasattr(lib, sym):
+                getattr(lib, sym)(ctypes.c_int(n))
+                done.append(Path(path).name)
+                break
+    return done
+
+
 def limit_threads(threads: int) -> None:
-    """Ask BLAS/OpenMP/TensorFlow thread pools to use at most ``threads`` threads."""
-    n = str(max(1, int(threads)))
+    """Use at most ``threads`` threads in BLAS/OpenMP/TensorFlow, also when they are already loaded.
+
+    * environment variables (``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``,
+      ``TF_NUM_INTRAOP_THREADS``) for libraries loaded later and for child processes;
+    * thread pools of BLAS/OpenMP libraries already loaded (a rule script that imported NumPy before
+      :func:`run_rule`): threadpoolctl where installed, else the libraries' own setters through ctypes;
+    * TensorFlow when already imported: ``tf.config.threading`` (impossible once its runtime has
+      started; a warning is logged then).
+    """
+    n = max(1, int(threads))
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
-        os.environ[var] = n
+        os.environ[var] = str(n)
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _limit_loaded_libraries(n)
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and hasattr(tf, "config"):
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(n)
+            tf.config.threading.set_inter_op_parallelism_threads(int(os.environ["TF_NUM_INTEROP_THREADS"]))
+        except RuntimeError as exc:  # TensorFlow's runtime already started
+            log.warning("TensorFlow was initialised before run_rule; its thread limit stays as it was (%s)", exc)
 
 
 def remove_outputs(paths: list[str]) -> None:

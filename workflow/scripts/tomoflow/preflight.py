@@ -1,0 +1,526 @@
+"""Start-up checks: everything knowable before the first job, as library functions.
+
+``workflow/rules/common.smk`` calls :func:`startup` once; any problem raises
+:class:`~tomoflow.errors.InputError` (one line "where: problem. Fix: fix") and the workflow stops with
+exit 1 before Snakemake schedules a job.
+
+What is checked
+---------------
+* ``--config`` values typed by the schema (:func:`coerce_config`: Snakemake hands nested values over
+  as strings), then the schema itself (:func:`schema_error`, naming the key path).
+* Cross-key constraints of the config (:func:`check_config`): U-Net patch size vs depth, class
+  weights vs classes, a class list that segmentation, meshes and quantification can use, installed
+  back-ends, synthetic tilt range.
+* The sample table (:func:`read_samples`): columns from ``workflow/schemas/samples.schema.yaml``,
+  required cells, numbers, naming the table, line, sample and column.
+* Every user file (:func:`check_sample_files`): type by magic bytes, header geometry, truncation,
+  RGB/multi-channel, pages of one shape, angles (count, radians, order), true-label shape vs the
+  reconstruction grid, sampled label values vs ``classes``, annotation stacks; and, with the geometry
+  known, slabs vs slices, patch size vs slice size, thickness.
+
+Files are read lazily (headers, TIFF page metadata, at most three sections of a label stack).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import validate
+from .errors import InputError
+
+#: Class names that mean "nothing" (must be label 0) and the indices quantification reads.
+BACKGROUND_NAMES = ("background", "bg", "pores", "pore", "vacuum", "void", "empty")
+QUANTIFY_ROLES = {1: ("support",), 2: ("particles", "particle")}
+#: Files the ``simulate_tilt_series`` rule writes into ``results/synthetic/{name}/``.
+SYNTHETIC_RE = re.compile(r"^results/synthetic/(?P<name>[A-Za-z0-9_.-]+)/(?P<file>[^/]+)$")
+#: Correlation of vertically neighbouring pixels, relative to horizontal ones, below which an image
+#: is taken as read with the wrong row length (nx and ny swapped in the header).
+MIN_ROW_CONTINUITY = 0.3
+
+
+# --------------------------------------------------------------------------- --config typing
+def _resolve(schema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        node: Any = root
+        for part in ref[2:].split("/"):
+            node = node[part]
+        return {**node, **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema
+
+
+def _scalar(value: str, kind: str) -> Any:
+    s = value.strip()
+    if kind == "integer":
+        return int(s)
+    if kind == "number":
+        f = float(s)
+        return int(f) if re.fullmatch(r"[-+]?\d+", s) else f
+    if kind == "boolean":
+        low = s.lower()
+        if low in ("true", "yes", "on", "1"):
+            return True
+        if low in ("false", "no", "off", "0"):
+            return False
+    raise ValueError(value)
+
+
+def coerce_value(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any] | None = None) -> Any:
+    """``value`` converted to the JSON-schema types of ``schema`` where it is a string spelling of them.
+
+    Snakemake parses nested ``--config`` values (``'recon={"iterations": 30}'``) with YAML's base
+    loader, so every scalar inside arrives as a string.  Strings are turned into integers, numbers,
+    booleans, arrays and objects as the schema asks, recursively through ``properties``, ``items``,
+    ``$ref`` and ``oneOf``/``anyOf``; anything that does not convert is left for the validator to report.
+    """
+    root = schema if root is None else root
+    schema = _resolve(schema, root)
+    for key in ("oneOf", "anyOf"):
+        if key in schema:
+            import jsonschema
+
+            for sub in schema[key]:
+                cand = coerce_value(value, sub, root)
+                sub_full = {**_resolve(sub, root), "definitions": root.get("definitions", {})}
+                if jsonschema.Draft202012Validator(sub_full).is_valid(cand):
+                    return cand
+            return value
+    kind = schema.get("type")
+    if isinstance(value, str) and kind in ("array", "object"):
+        import yaml
+
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        value = parsed if isinstance(parsed, (list, dict)) else value
+    if isinstance(value, str) and kind in ("integer", "number", "boolean"):
+        try:
+            return _scalar(value, kind)
+        except ValueError:
+            return value
+    if isinstance(value, list) and kind == "array" and isinstance(schema.get("items"), Mapping):
+        return [coerce_value(v, schema["items"], root) for v in value]
+    if isinstance(value, dict) and kind == "object":
+        props = schema.get("properties", {})
+        return {k: coerce_value(v, props[k], root) if k in props else v for k, v in value.items()}
+    return value
+
+
+def coerce_config(config: dict[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    """Coerce ``config`` in place by :func:`coerce_value` (Snakemake keeps a reference to the dict)."""
+    typed = coerce_value(dict(config), schema)
+    config.clear()
+    config.update(typed)
+    return config
+
+
+def schema_error(config: Mapping[str, Any], schema: Mapping[str, Any], source: str = "config") -> InputError | None:
+    """The most relevant schema violation of ``config`` as one-line :class:`InputError`, or None."""
+    import jsonschema
+    from jsonschema.exceptions import best_match
+
+    err = best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    if err is None:
+        return None
+    path = ".".join(str(p) for p in err.absolute_path)
+    where = f"{source} key `{path}`" if path else source
+    if err.validator == "additionalProperties":
+        allowed = sorted(_resolve(err.schema, schema).get("properties", {}))
+        fix = f"remove the key or correct its spelling (allowed here: {', '.join(allowed)})"
+    else:
+        fix = "use a value allowed by workflow/schemas/config.schema.yaml (see config/README.md)"
+    return InputError(where, err.message, fix)
+
+
+# --------------------------------------------------------------------------- config cross-constraints
+def unet_factor(depth: int) -> int:
+    """Patch sides must be multiples of ``2**(depth - 1)`` (:func:`tomoflow.unet.build_unet`)."""
+    return 2 ** (int(depth) - 1)
+
+
+def check_classes(classes: Sequence[str]) -> None:
+    """A class list that training, meshes and quantification can use.
+
+    Label value = index; 0 is background (no mesh), 1 the support and 2 the particles for
+    quantification; class names must give distinct metric names (``dsc_<name>``).
+    """
+    names = [str(c) for c in classes]
+    if len(names) < 3:
+        raise InputError("config key `classes`", f"{names} has {len(names)} classes; quantification needs background, "
+                         "support and particles (label values 0, 1, 2)", "use `classes: [background, support, particles]`")
+    for i, n in enumerate(names):
+        low = n.lower()
+        if i != 0 and low in BACKGROUND_NAMES:
+            raise InputError("config key `classes`", f"{n!r} is class {i}, but label 0 is the background",
+                             f"put {n!r} first: label value = index in `classes`")
+        for role_index, role_names in QUANTIFY_ROLES.items():
+            if low in role_names and i != role_index:
+                raise InputError("config key `classes`", f"{n!r} is class {i}, but quantification reads label {role_index} "
+                                 f"as {role_names[0]}", "order the classes as [background, support, particles]")
+    metric = {}
+    for n in names:
+        m = re.sub(r"[^0-9A-Za-z]+", "_", n).strip("_").lower()  # tomoflow.unet.metric_name
+        if m in metric:
+            raise InputError("config key `classes`", f"{metric[m]!r} and {n!r} give the same metric name dsc_{m}",
+                             "give the classes names that differ in more than case or punctuation")
+        metric[m] = n
+
+
+def check_config(config: Mapping[str, Any]) -> None:
+    """Cross-key constraints of a schema-valid config (defaults filled) that would otherwise fail late."""
+    check_classes(config["classes"])
+    n_classes = len(config["classes"])
+    t = config["train"]
+    f = unet_factor(t["depth"])
+    bad = [s for s in t["patch_size"] if s % f]
+    if bad:
+        good = [max(f, int(round(s / f)) * f) for s in t["patch_size"]]
+        raise InputError("config key `train.patch_size`", f"{list(t['patch_size'])} is not divisible by "
+                         f"2^(depth−1) = {f} (train.depth {t['depth']})", f"use multiples of {f}, e.g. {good}, or lower train.depth")
+    w = t["class_weights"]
+    if not isinstance(w, str) and len(w) != n_classes:
+        raise InputError("config key `train.class_weights`", f"{len(w)} weights for {n_classes} classes {list(config['classes'])}",
+                         "give one weight per class, in the order of `classes`, or `auto`")
+    r = config["recon"]
+    if r["backend"] == "tomopy" and importlib.util.find_spec("tomopy") is None:
+        raise InputError("config key `recon.backend`", "tomopy is not installed in this environment",
+                         "use `recon.backend: astra`, or install TomoPy from conda-forge (--use-conda)")
+    if r["projector"] == "cuda" and not _astra_cuda():
+        raise InputError("config key `recon.projector`", "`cuda` needs ASTRA with a CUDA GPU, and none is available here",
+                         "use `recon.projector: line` (the ASTRA CPU projector); ASTRA uses a GPU by itself where present")
+    s = config["synthetic"]
+    lo, hi = (float(v) for v in s["tilt_range_deg"])
+    n = synthetic_n_tilts(s)
+    if hi <= lo or n < validate.MIN_TILTS or hi - lo < validate.MIN_TILT_RANGE_DEG or max(abs(lo), abs(hi)) > validate.MAX_ABS_ANGLE_DEG:
+        raise InputError("config key `synthetic.tilt_range_deg`", f"[{lo:g}, {hi:g}] in steps of {s['tilt_step_deg']:g}° "
+                         f"gives {n} tilts", f"use first < last within ±{validate.MAX_ABS_ANGLE_DEG:g}°, a range of at least "
+                         f"{validate.MIN_TILT_RANGE_DEG:g}° and at least {validate.MIN_TILTS} tilts")
+
+
+def _astra_cuda() -> bool:
+    try:
+        import astra
+
+        return bool(astra.use_cuda())
+    except Exception:  # noqa: BLE001 - no ASTRA or no CUDA runtime
+        return False
+
+
+def synthetic_n_tilts(synthetic: Mapping[str, Any]) -> int:
+    """Number of tilts of the synthetic series (:func:`tomoflow.synthetic.tilt_angles`)."""
+    lo, hi = (float(v) for v in synthetic["tilt_range_deg"])
+    return max(0, int(math.floor((hi - lo) / float(synthetic["tilt_step_deg"]) + 1e-9)) + 1)
+
+
+# --------------------------------------------------------------------------- sample table
+@dataclass(frozen=True)
+class SampleRow:
+    """One sample of the table: its line number and cells (``""`` = not given)."""
+
+    line: int
+    cells: dict[str, str]
+
+    @property
+    def name(self) -> str:
+        return self.cells.get("sample", "")
+
+
+def sample_columns(samples_schema: Mapping[str, Any]) -> list[str]:
+    """Column names of the sample table, in schema order."""
+    return list(samples_schema["properties"])
+
+
+def read_samples(path: str | os.PathLike[str], samples_schema: Mapping[str, Any]) -> list[SampleRow]:
+    """Read and check the sample table against ``workflow/schemas/samples.schema.yaml``.
+
+    Raises
+    ------
+    InputError
+        Unknown/missing columns, an empty required cell, a cell that breaks the column's pattern,
+        a duplicate sample name, ``thickness_px`` or ``pixel_size_nm`` that are not positive; the
+        message names the table, the line, the sample and the column.
+    """
+    from .io.probe import read_table_rows
+
+    columns = sample_columns(samples_schema)
+    header, rows = read_table_rows(path)
+    unknown = [c for c in header if c not in columns]
+    if unknown:
+        raise InputError(path, f"unknown column(s) {unknown}", f"use only the columns {columns} (tab-separated)")
+    required = list(samples_schema.get("required", []))
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise InputError(path, f"required column(s) {missing} missing from the header",
+                         f"add them (tab-separated); the columns are {columns}")
+    if not rows:
+        raise InputError(path, "the sample table has no samples", "add one row per tilt series")
+    out, seen = [], {}
+    props = samples_schema["properties"]
+    for r in rows:
+        cells = {c: r.cells.get(c, "") for c in columns}
+        label = f"{path} line {r.line}" + (f" (sample {cells['sample']!r})" if cells["sample"] else "")
+        for c in required:
+            if not cells[c]:
+                raise InputError(label, f"column `{c}` is empty", f"fill `{c}` ({props[c].get('description', 'required')})")
+        for c, spec in props.items():
+            pattern = spec.get("pattern")
+            if cells[c] and pattern and not re.search(pattern, cells[c]):
+                raise InputError(label, f"column `{c}` = {cells[c]!r} is not valid ({spec.get('description', pattern)})",
+                                 _cell_fix(c))
+        for c in ("thickness_px", "pixel_size_nm"):
+            if cells[c] and not float(cells[c]) > 0:
+                raise InputError(label, f"column `{c}` = {cells[c]!r} is not positive", _cell_fix(c))
+        if cells["sample"] in seen:
+            raise InputError(label, f"sample name {cells['sample']!r} repeats line {seen[cells['sample']]}",
+                             "give every row a unique sample name")
+        seen[cells["sample"]] = r.line
+        out.append(SampleRow(r.line, cells))
+    return out
+
+
+def _cell_fix(column: str) -> str:
+    return {
+        "sample": "use letters, digits, '_', '.', '-' only (it names results/SAMPLE/)",
+        "pixel_size_nm": "give a positive number in nm (e.g. 0.4), or leave it empty to use the header",
+        "tilt_axis_deg": "give the prior tilt-axis angle in degrees (e.g. -2.5), or leave it empty for 0",
+        "thickness_px": "give a positive whole number of pixels, or leave it empty for the detector width",
+    }.get(column, f"correct the `{column}` cell")
+
+
+def check_train_samples(config: Mapping[str, Any], rows: Sequence[SampleRow], table: str) -> None:
+    """``train.samples`` exist in the table and each has annotations or true labels."""
+    by_name = {r.name: r for r in rows}
+    wanted = list(config["train"]["samples"])
+    missing = [s for s in wanted if s not in by_name]
+    if missing:
+        raise InputError("config key `train.samples`", f"{missing} not in the sample table {table} (samples: {list(by_name)})",
+                         "list samples from the sample table, or `[]` to align and reconstruct only")
+    for s in wanted:
+        r = by_name[s]
+        c = r.cells
+        where = f"{table} line {r.line} (sample {s!r})"
+        if bool(c["annotation_images"]) != bool(c["annotation_labels"]):
+            raise InputError(where, "only one of `annotation_images`/`annotation_labels` is given",
+                             "give both (a TIFF stack pair or two folders of paired TIFFs) or neither")
+        if not c["annotation_images"] and not c["true_labels"]:
+            raise InputError(where, "is in train.samples but has no annotations and no true_labels",
+                             "fill annotation_images/annotation_labels, or drop it from train.samples")
+
+
+# --------------------------------------------------------------------------- files and geometry
+@dataclass(frozen=True)
+class Geometry:
+    """Sizes of one sample known at start-up.
+
+    Attributes
+    ----------
+    n_tilts : int
+    n_slices, n_det : int
+        Aligned tilt-series rows (reconstruction slices) and columns (detector width), px.
+    thickness : int
+        Reconstruction thickness (z), px.
+    """
+
+    n_tilts: int
+    n_slices: int
+    n_det: int
+    thickness: int
+
+    @property
+    def volume_shape(self) -> tuple[int, int, int]:
+        return (self.n_slices, self.thickness, self.n_det)
+
+
+def synthetic_file_shape(path: str, synthetic: Mapping[str, Any]) -> tuple[int, ...] | None:
+    """Shape of a file the synthetic rule will write (None for any other path)."""
+    m = SYNTHETIC_RE.match(str(path).replace(os.sep, "/"))
+    if not m:
+        return None
+    ny, nz, nx = (int(v) for v in synthetic["shape"])
+    n = synthetic_n_tilts(synthetic)
+    return {
+        "tilt_series.mrc": (n, ny, nx),
+        "tilt_series_aligned.mrc": (n, ny, nx),
+        "tilt_series.rawtlt": (n,),
+        "labels.tif": (ny, nz, nx),
+        "density.mrc": (ny, nz, nx),
+    }.get(m.group("file"))
+
+
+def _aligned_shape(rows: int, cols: int, tilt_axis_deg: float) -> tuple[int, int]:
+    """(rows, cols) after alignment (:func:`tomoflow.align.output_shape_for`: swapped near ±90°)."""
+    a = math.radians(tilt_axis_deg)
+    return (cols, rows) if abs(math.sin(a)) > abs(math.cos(a)) else (rows, cols)
+
+
+def _cell_where(table: str, row: SampleRow, column: str) -> str:
+    return f"{row.cells[column]} (sample {row.name!r}, column `{column}` of {table} line {row.line})"
+
+
+def tilt_series_geometry(row: SampleRow, config: Mapping[str, Any], table: str) -> Geometry:
+    """Check a sample's tilt series and angles (header only) and return its geometry."""
+    from .io import preflight_tilt_series
+    from .io.probe import row_continuity
+
+    c = row.cells
+    path = c["tilt_series"]
+    shape = synthetic_file_shape(path, config["synthetic"])
+    if shape is None and path.replace(os.sep, "/").startswith("results/synthetic/"):
+        raise InputError(_cell_where(table, row, "tilt_series"), "not a file the synthetic rule writes",
+                         "use results/synthetic/NAME/tilt_series.mrc (or tilt_series_aligned.mrc)")
+    if shape is None:
+        try:
+            shape = preflight_tilt_series(path, angles=c["angles"] or None,
+                                          pixel_size_nm=float(c["pixel_size_nm"]) if c["pixel_size_nm"] else None)
+        except InputError as exc:
+            raise InputError(f"{exc.where} (sample {row.name!r}, {table} line {row.line})", exc.problem, exc.fix) from None
+        if shape[1] != shape[2]:
+            mid = shape[0] // 2
+            vert, horiz = row_continuity(path, mid)
+            if horiz > 0.5 and vert < MIN_ROW_CONTINUITY * horiz:
+                raise InputError(_cell_where(table, row, "tilt_series"),
+                                 f"image {mid + 1} does not continue from row to row (neighbour correlation {vert:.2f} "
+                                 f"down vs {horiz:.2f} across): the header's nx={shape[2]}, ny={shape[1]} look swapped",
+                                 "fix the header dimensions (e.g. IMOD alterheader) or re-export the stack")
+    elif c["angles"]:
+        ashape = synthetic_file_shape(c["angles"], config["synthetic"])
+        if ashape is None:
+            raise InputError(_cell_where(table, row, "angles"), "the synthetic tilt series needs its own .rawtlt",
+                             "use the tilt_series.rawtlt beside it or leave `angles` empty")
+    n_tilts, rows, cols = shape
+    if n_tilts < validate.MIN_TILTS:
+        raise InputError(_cell_where(table, row, "tilt_series"), f"only {n_tilts} tilt images; at least "
+                         f"{validate.MIN_TILTS} are needed for a tomogram", "acquire/keep more tilts")
+    n_slices, n_det = _aligned_shape(rows, cols, float(c["tilt_axis_deg"] or 0.0))
+    thickness = int(c["thickness_px"]) if c["thickness_px"] else n_det
+    return Geometry(n_tilts, n_slices, n_det, thickness)
+
+
+def check_geometry(row: SampleRow, geo: Geometry, config: Mapping[str, Any], table: str, segmented: bool) -> None:
+    """Slabs vs slices and the TomoPy FBP grid, for one sample."""
+    for key, used in (("recon.slabs", True), ("predict.slabs", segmented)):
+        section, name = key.split(".")
+        n = int(config[section][name])
+        if used and n > geo.n_slices:
+            raise InputError(f"config key `{key}`", f"{n} slabs for {geo.n_slices} slices of sample {row.name!r} "
+                             f"({row.cells['tilt_series']})", f"set {key} to at most {geo.n_slices}")
+    r = config["recon"]
+    if r["backend"] == "tomopy" and r["algorithm"] == "fbp" and (geo.thickness > geo.n_det or (geo.n_det - geo.thickness) % 2):
+        raise InputError(f"{table} line {row.line} (sample {row.name!r})", f"thickness_px {geo.thickness} does not fit TomoPy "
+                         f"gridrec's {geo.n_det}-px grid (needs ≤ {geo.n_det} with the same parity)",
+                         "use recon.backend: astra for FBP, or change thickness_px")
+
+
+def check_labels_file(where: str, path: str, shape: tuple[int, ...], config: Mapping[str, Any], expected: tuple[int, ...] | None,
+                      expected_what: str) -> None:
+    """A label stack: shape vs ``expected`` and sampled values vs ``classes`` (user files only)."""
+    from .io.probe import label_values_problem
+
+    if expected is not None and tuple(shape) != tuple(expected):
+        raise InputError(where, f"label stack of shape {tuple(shape)} does not match {expected_what} {tuple(expected)}",
+                         "give labels on the voxel grid of the reconstruction (slices, thickness_px, detector width), "
+                         "or set thickness_px to the labels' thickness")
+    if synthetic_file_shape(path, config["synthetic"]) is None:
+        problem = label_values_problem(path, len(config["classes"]))
+        if problem:
+            raise InputError(where, problem, f"relabel to 0..{len(config['classes']) - 1} (= {list(config['classes'])}) "
+                             "or extend `classes` in the config")
+
+
+def check_sample_files(row: SampleRow, config: Mapping[str, Any], table: str) -> Geometry:
+    """All files of one sample: tilt series, angles, true labels, annotations; the geometry they imply."""
+    from .io.probe import probe_stack
+
+    trained = row.name in config["train"]["samples"]
+    segmented = bool(config["train"]["samples"])
+    geo = tilt_series_geometry(row, config, table)
+    check_geometry(row, geo, config, table, segmented)
+    truth = row.cells["true_labels"]
+    if truth:
+        where = _cell_where(table, row, "true_labels")
+        shape = synthetic_file_shape(truth, config["synthetic"])
+        if shape is None:
+            _exists(truth, where)
+            shape = probe_stack(truth, "true labels").shape
+        check_labels_file(where, truth, shape, config, geo.volume_shape, "the reconstruction grid (slices, thickness, width)")
+    if trained and not row.cells["annotation_images"]:
+        slices = (geo.thickness, geo.n_det)
+        _check_patch(config, slices, f"sample {row.name!r} (volume slices thickness × width)")
+        n = int(config["annotations"]["n_slices"])
+        if n > geo.n_slices:
+            raise InputError("config key `annotations.n_slices`", f"{n} slices asked from sample {row.name!r}, whose "
+                             f"volume has {geo.n_slices}", f"set annotations.n_slices to at most {geo.n_slices}")
+    if trained and row.cells["annotation_images"]:
+        check_annotations(row, config, table)
+    return geo
+
+
+def _exists(path: str, where: str) -> None:
+    if not Path(path).exists():
+        raise InputError(where, "file not found", "check the path (relative to the working directory where snakemake runs)")
+
+
+def _check_patch(config: Mapping[str, Any], hw: tuple[int, int], what: str) -> None:
+    ph, pw = (int(v) for v in config["train"]["patch_size"])
+    if ph > hw[0] or pw > hw[1]:
+        raise InputError("config key `train.patch_size`", f"patch {ph}×{pw} is larger than the slices of {what}: {hw[0]}×{hw[1]}",
+                         f"use a patch no larger than the slices, in multiples of {unet_factor(config['train']['depth'])}")
+
+
+def check_annotations(row: SampleRow, config: Mapping[str, Any], table: str) -> None:
+    """User annotation stacks/folders: readable single-channel TIFF/MRC, matching shapes, label values.
+
+    Pairing of folder files by name is checked when the annotations are extracted.
+    """
+    from .io.probe import TIFF_SUFFIXES, probe_stack
+
+    im, lab = row.cells["annotation_images"], row.cells["annotation_labels"]
+    w_im, w_lab = _cell_where(table, row, "annotation_images"), _cell_where(table, row, "annotation_labels")
+    for p, w in ((im, w_im), (lab, w_lab)):
+        _exists(p, w)
+    if Path(im).is_dir() != Path(lab).is_dir():
+        raise InputError(w_im, "one of annotation_images/annotation_labels is a folder, the other a file",
+                         "give two TIFF stacks or two folders of paired TIFFs")
+    if Path(im).is_dir():
+        shapes = []
+        for folder, w in ((im, w_im), (lab, w_lab)):
+            files = sorted(f for f in Path(folder).iterdir() if f.suffix.lower() in TIFF_SUFFIXES)
+            if not files:
+                raise InputError(w, "folder holds no .tif/.tiff files", "export one TIFF per annotated slice")
+            for f in files:
+                info = probe_stack(f, "annotation slice")
+                if info.shape[0] != 1:
+                    raise InputError(f, f"{info.shape[0]} images in one file of an annotation folder",
+                                     "save one greyscale slice per file, or give a TIFF stack pair instead of folders")
+                shapes.append(info.shape[1:])
+        _check_patch(config, (min(s[0] for s in shapes), min(s[1] for s in shapes)), f"sample {row.name!r} (annotations)")
+        return
+    a, b = probe_stack(im, "annotation images"), probe_stack(lab, "annotation labels")
+    if a.shape != b.shape:
+        raise InputError(w_lab, f"label stack of shape {b.shape} differs from the image stack {a.shape} ({im})",
+                         "export images and labels of the same slices with the same size")
+    _check_patch(config, a.shape[1:], f"sample {row.name!r} (annotations)")
+    check_labels_file(w_lab, lab, b.shape, config, None, "")
+
+
+# --------------------------------------------------------------------------- entry point
+def startup(config: dict[str, Any], config_schema: Mapping[str, Any], samples_schema: Mapping[str, Any]) -> list[SampleRow]:
+    """Everything checkable before the first job, in order; returns the checked sample rows.
+
+    ``config`` must already be schema-validated with defaults filled (Snakemake's ``validate``).
+    """
+    check_config(config)
+    table = str(config["samples"])
+    rows = read_samples(table, samples_schema)
+    check_train_samples(config, rows, table)
+    for row in rows:
+        check_sample_files(row, config, table)
+    return rows
