@@ -133,8 +133,8 @@ def _mode4(d: Path) -> None:
 def _user_annotations(images: np.ndarray, labels: np.ndarray) -> Callable[[Path], None]:
     def make(d: Path) -> None:
         good_series(d)
-        tifffile.imwrite(d / "img.tif", images)
-        tifffile.imwrite(d / "lab.tif", labels)
+        tifffile.imwrite(d / "img.tif", images, photometric="minisblack")
+        tifffile.imwrite(d / "lab.tif", labels, photometric="minisblack")
     return make
 
 
@@ -231,7 +231,7 @@ CASES: dict[str, Case] = {
     "tiff_mixed_pages": Case(make=_mixed_pages, rows=[row(ts="data/ts.tif", px="0.5")],
                              expect=("data/ts.tif", "pages of different shapes", "image 8 is 24×16")),
     "tiff_truncated": Case(make=_with(lambda d: _tiff_series(d), lambda d: _truncate(d / "ts.tif", 300)),
-                           rows=[row(ts="data/ts.tif", px="0.5")], expect=("data/ts.tif", "truncated TIFF")),
+                           rows=[row(ts="data/ts.tif", px="0.5")], expect=("data/ts.tif", "truncated or corrupt TIFF")),
     "no_pixel_size": Case(make=lambda d: (mrc(d / "ts.mrc", phantom(), voxel_a=0.0), tlt(d / "ts.tlt", ANGLES)),
                           expect=("data/ts.mrc", "no pixel size", "pixel_size_nm")),
     # ---- angles
@@ -267,7 +267,7 @@ CASES: dict[str, Case] = {
                                      rows=ANN_ROW, config=TRAIN_S1, expect=("train.patch_size", "larger than the slices", "32×32")),
     "annotation_rgb_in_folder": Case(make=_rgb_annotation_folder, rows=[row(img="data/img", lab="data/lab")], config=TRAIN_S1,
                                      expect=("data/img/s0.tif", "RGB")),
-    "annotation_folder_and_file": Case(make=_with(_rgb_annotation_folder, lambda d: tifffile.imwrite(d / "lab.tif", np.zeros((3, 64, 64), np.uint8))),
+    "annotation_folder_and_file": Case(make=_with(_rgb_annotation_folder, lambda d: tifffile.imwrite(d / "lab.tif", np.zeros((3, 64, 64), np.uint8), photometric="minisblack")),
                                        rows=[row(img="data/img", lab="data/lab.tif")], config=TRAIN_S1, expect=("a folder, the other a file",)),
 }
 

@@ -265,3 +265,72 @@ def test_labels_out_of_range(tmp_path):
     with pytest.raises(InputError, match=r"label values \[5\] outside the class list 0..2") as exc:
         io.read_labels(path, 3)
     assert_clear_error(exc, path)
+
+
+# --------------------------------------------------------------------------- lazy probes (start-up checks)
+def test_file_kind_reads_magic_bytes_not_suffixes(tmp_path):
+    from tomoflow.io.probe import file_kind
+
+    io.write_volume(tmp_path / "a.tif", np.zeros((2, 4, 4), np.float32), 1.0)
+    io.write_volume(tmp_path / "b.mrc", np.zeros((2, 4, 4), np.float32), 1.0)
+    (tmp_path / "a.tif").rename(tmp_path / "tiff_named.mrc")
+    (tmp_path / "c.mrc").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+    (tmp_path / "d.tlt").write_text("1.0\n2.0\n")
+    assert [file_kind(tmp_path / n) for n in ("tiff_named.mrc", "b.mrc", "c.mrc", "d.tlt")] == ["tiff", "mrc", "an HDF5 file", "text"]
+    with pytest.raises(InputError, match=r"a TIFF file with a \.mrc suffix\. Fix: rename it to \.tif"):
+        io.read_volume(tmp_path / "tiff_named.mrc")
+    with pytest.raises(InputError, match="not an MRC file: the content is an HDF5 file"):
+        io.read_volume(tmp_path / "c.mrc")
+
+
+def test_probe_stack_gives_header_geometry_without_reading_data(tmp_path):
+    from tomoflow.io.probe import probe_stack
+
+    data = np.arange(3 * 5 * 7, dtype=np.float32).reshape(3, 5, 7)
+    io.write_volume(tmp_path / "v.mrc", data, 0.5)
+    io.write_volume(tmp_path / "v.tif", data, 0.5)
+    for name in ("v.mrc", "v.tif"):
+        info = probe_stack(tmp_path / name)
+        assert info.shape == (3, 5, 7) and info.dtype == "float32" and info.voxel_size_nm == pytest.approx(0.5)
+    raw = (tmp_path / "v.mrc").read_bytes()
+    (tmp_path / "cut.mrc").write_bytes(raw[:-4])  # one float32 short: 1024 + 105·4 − 4 bytes
+    with pytest.raises(InputError, match=r"truncated MRC file: the header describes 3×5×7 values of mode 2 \(1,444 bytes\) but the file holds 1,440 bytes"):
+        probe_stack(tmp_path / "cut.mrc")
+
+
+def test_probe_refuses_rgb_and_mixed_tiffs_and_samples_label_values(tmp_path):
+    import tifffile
+
+    from tomoflow.io.probe import label_values_problem, probe_stack
+
+    tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((1, 8, 8, 3), np.uint8), photometric="rgb")
+    with pytest.raises(InputError, match=r"RGB/multi-channel TIFF \(3 samples per pixel"):
+        probe_stack(tmp_path / "rgb.tif")
+    with pytest.raises(InputError, match="RGB/multi-channel"):
+        io.read_volume(tmp_path / "rgb.tif")  # the reader refuses it too (was read as 8 slices of 8×3)
+    with tifffile.TiffWriter(tmp_path / "mixed.tif") as tw:
+        tw.write(np.zeros((8, 8), np.uint8))
+        tw.write(np.zeros((8, 6), np.uint8))
+    with pytest.raises(InputError, match="pages of different shapes: image 1 is 8×8 px, image 2 is 8×6 px"):
+        probe_stack(tmp_path / "mixed.tif")
+    lab = np.zeros((9, 4, 4), np.uint8)
+    lab[8, 0, 0] = 7  # in the last section: sampled (first, middle, last)
+    io.write_labels(tmp_path / "lab.tif", lab, 1.0)
+    assert label_values_problem(tmp_path / "lab.tif", 3) == "label value(s) 7 in section 9, outside the class indices 0..2"
+    assert label_values_problem(tmp_path / "lab.tif", 8) is None
+
+
+def test_truncated_keras_model_is_named_as_such(tmp_path):
+    import zipfile
+
+    pytest.importorskip("keras")
+    from tomoflow.io.models import load_model
+
+    p = tmp_path / "unet.keras"
+    with zipfile.ZipFile(p, "w") as z:
+        z.writestr("config.json", "{}" * 2000)
+    p.write_bytes(p.read_bytes()[:-30])  # cut into the zip's central directory
+    with pytest.raises(InputError, match=r"unet\.keras: not a complete \.keras archive \(truncated or not a zip file\)\. Fix: re-copy"):
+        load_model(p)
+    with pytest.raises(InputError, match="model file not found"):
+        load_model(tmp_path / "none.keras")

@@ -81,7 +81,7 @@ def test_corrupt_tilt_series_stops_before_any_job(workdir):
     io.write_volume(bad, np.ones((5, 16, 16), np.float32), 0.5)
     bad.write_bytes(bad.read_bytes()[:-200])  # truncated copy
     samples = _write_samples(workdir, "bad_samples.tsv", "broken\tdata/broken.mrc\t\t0.5\t0\t\t\t\t")
-    proc = snakemake(workdir, "-n", "--cores", "1", "--config", f"samples={samples}", "train={'samples': ['broken']}")
+    proc = snakemake(workdir, "-n", "--cores", "1", "--config", f"samples={samples}", "train={'samples': []}")
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.startswith("tomoflow:")]
     assert len(lines) == 1, proc.stderr
@@ -94,7 +94,7 @@ def test_wrong_angle_count_stops_before_any_job(workdir):
     io.write_volume(stack, np.ones((5, 16, 16), np.float32), 0.5)
     io.write_angles(workdir / "data" / "four.tlt", [-30, -10, 10, 30])
     samples = _write_samples(workdir, "bad_angles.tsv", "five\tdata/five.mrc\tdata/four.tlt\t0.5\t0\t\t\t\t")
-    proc = snakemake(workdir, "-n", "--cores", "1", "--config", f"samples={samples}", "train={'samples': ['five']}")
+    proc = snakemake(workdir, "-n", "--cores", "1", "--config", f"samples={samples}", "train={'samples': []}")
     assert proc.returncode != 0
     assert "4 tilt angles for 5 images" in proc.stderr
 

@@ -34,7 +34,7 @@ def _startup():
         if error is not None:
             raise error
         validate(config, "../schemas/config.schema.yaml")  # fills the schema defaults
-        rows = preflight.startup(config, schema, SAMPLES_SCHEMA)
+        rows = preflight.startup(config, SAMPLES_SCHEMA)
     except InputError as exc:
         _fail(str(exc))
     table = pd.DataFrame([r.cells for r in rows], columns=SAMPLE_COLUMNS, dtype=str)

@@ -157,10 +157,11 @@ def check_classes(classes: Sequence[str]) -> None:
         raise InputError("config key `classes`", f"{names} has {len(names)} classes; quantification needs background, "
                          "support and particles (label values 0, 1, 2)", "use `classes: [background, support, particles]`")
     for i, n in enumerate(names):
-        low = n.lower()
-        if i != 0 and low in BACKGROUND_NAMES:
+        if i != 0 and n.lower() in BACKGROUND_NAMES:
             raise InputError("config key `classes`", f"{n!r} is class {i}, but label 0 is the background",
                              f"put {n!r} first: label value = index in `classes`")
+    for i, n in enumerate(names):
+        low = n.lower()
         for role_index, role_names in QUANTIFY_ROLES.items():
             if low in role_names and i != role_index:
                 raise InputError("config key `classes`", f"{n!r} is class {i}, but quantification reads label {role_index} "
@@ -311,7 +312,7 @@ def check_train_samples(config: Mapping[str, Any], rows: Sequence[SampleRow], ta
             raise InputError(where, "only one of `annotation_images`/`annotation_labels` is given",
                              "give both (a TIFF stack pair or two folders of paired TIFFs) or neither")
         if not c["annotation_images"] and not c["true_labels"]:
-            raise InputError(where, "is in train.samples but has no annotations and no true_labels",
+            raise InputError(where, "listed in train.samples but has no annotations and no true_labels",
                              "fill annotation_images/annotation_labels, or drop it from train.samples")
 
 
@@ -512,7 +513,7 @@ def check_annotations(row: SampleRow, config: Mapping[str, Any], table: str) -> 
 
 
 # --------------------------------------------------------------------------- entry point
-def startup(config: dict[str, Any], config_schema: Mapping[str, Any], samples_schema: Mapping[str, Any]) -> list[SampleRow]:
+def startup(config: Mapping[str, Any], samples_schema: Mapping[str, Any]) -> list[SampleRow]:
     """Everything checkable before the first job, in order; returns the checked sample rows.
 
     ``config`` must already be schema-validated with defaults filled (Snakemake's ``validate``).

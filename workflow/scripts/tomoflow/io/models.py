@@ -34,9 +34,22 @@ def load_model(path: str | PathLike[str], compile: bool = True) -> keras.Model: 
     InputError
         If the file is missing or not a loadable Keras archive.
     """
+    import zipfile
+
     p = Path(path)
     if not p.is_file():
         raise InputError(p, "model file not found", "run the train_unet rule first or fix the path")
+    if not zipfile.is_zipfile(p):
+        raise InputError(p, "not a complete .keras archive (truncated or not a zip file)",
+                         "re-copy the model completely, or re-run train_unet to write a fresh one")
+    try:
+        with zipfile.ZipFile(p) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        bad = str(exc)
+    if bad is not None:
+        raise InputError(p, f"corrupt .keras archive (member {bad} fails its checksum)",
+                         "re-copy the model completely, or re-run train_unet to write a fresh one")
     try:
         return keras.saving.load_model(p, compile=compile)
     except Exception as exc:  # noqa: BLE001 - keras raises many types for a bad archive

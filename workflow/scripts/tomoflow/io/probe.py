@@ -33,14 +33,14 @@ _MAGIC = (
     (b"MM\x00*", "tiff"),
     (b"II+\x00", "tiff"),  # BigTIFF
     (b"MM\x00+", "tiff"),
-    (b"\x89PNG", "PNG image"),
-    (b"\xff\xd8\xff", "JPEG image"),
-    (b"\x89HDF", "HDF5 file"),
-    (b"PK\x03\x04", "zip archive"),
-    (b"\x93NUMPY", "NumPy .npy file"),
-    (b"BM", "BMP image"),
-    (b"%PDF", "PDF document"),
-    (b"GIF8", "GIF image"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"\x89HDF", "an HDF5 file"),
+    (b"PK\x03\x04", "a zip archive"),
+    (b"\x93NUMPY", "a NumPy .npy file"),
+    (b"BM", "a BMP image"),
+    (b"%PDF", "a PDF document"),
+    (b"GIF8", "a GIF image"),
 )
 
 
@@ -51,7 +51,7 @@ def file_kind(path: PathLike) -> str:
     -------
     str
         ``"mrc"`` (the ``"MAP "`` stamp at byte 208), ``"tiff"`` (classic or BigTIFF, either byte
-        order), ``"empty"``, ``"text"`` or a short description (``"PNG image"``, ``"HDF5 file"``,
+        order), ``"empty"``, ``"text"`` or a short description (``"a PNG image"``, ``"an HDF5 file"``,
         ``"unknown"``).
     """
     with open(path, "rb") as fh:
@@ -117,8 +117,8 @@ def stack_kind(path: PathLike, what: str = "stack") -> str:
                          f"rename it to {'.mrc' if content == 'mrc' else '.tif'} (and update the sample table)")
     if by_name == "mrc" and content == "unknown":
         return "mrc"  # old-style MRC header without the MAP stamp; mrcfile decides
-    article = "an" if content[0] in "aeiouAEIOU" else "a"
-    raise InputError(p, f"not {names[by_name]}: the content is {article} {content}",
+    desc = {"text": "text", "empty": "empty", "unknown": "not a format tomoflow knows"}.get(content, content)
+    raise InputError(p, f"not {names[by_name]}: the content is {desc}",
                      f"give the {what} as an MRC or TIFF stack (export it again from the acquisition software)")
 
 
