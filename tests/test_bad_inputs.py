@@ -363,10 +363,10 @@ def test_documented_nested_config_override_is_typed(base):
 
 
 def test_coercion_follows_the_schema():
-    from tomoflow.io.probe import read_table_schema
+    from tomoflow.io.probe import read_schema
     from tomoflow.preflight import coerce_value
 
-    schema = read_table_schema(Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml")
+    schema = read_schema(Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml")
     got = coerce_value({"recon": {"iterations": "30", "backend": "astra"}, "train": {"patch_size": ["64", "64"],
                         "class_weights": ["1", "2.5", "3"], "learning_rate": "1e-3", "augment": {"flip": "false"}},
                         "synthetic": {"tilt_range_deg": "[-60, 60]"}, "classes": ["a", "b", "c"]}, schema)

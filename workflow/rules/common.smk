@@ -1,4 +1,5 @@
-# Shared set-up: config and sample-table validation, input pre-flight checks, target helpers.
+# Shared set-up: the one start-up check (tomoflow.preflight: typed --config values, schema, cross-key
+# constraints, sample table, every user file by its header), then sample/target helpers.
 
 import sys
 from pathlib import Path
@@ -9,11 +10,11 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
 from tomoflow.errors import InputError  # noqa: E402
-from tomoflow.io.probe import read_table_schema  # noqa: E402
+from tomoflow.io.probe import read_schema  # noqa: E402
 from tomoflow import preflight  # noqa: E402
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
-SAMPLES_SCHEMA = read_table_schema(SCHEMAS / "samples.schema.yaml")
+SAMPLES_SCHEMA = read_schema(SCHEMAS / "samples.schema.yaml")
 #: Sample-table columns, from workflow/schemas/samples.schema.yaml.
 SAMPLE_COLUMNS = preflight.sample_columns(SAMPLES_SCHEMA)
 
@@ -27,7 +28,7 @@ def _fail(message):
 def _startup():
     """The one start-up check (tomoflow.preflight): typed --config values, schema, cross-constraints,
     sample table and every user file; returns the sample table."""
-    schema = read_table_schema(SCHEMAS / "config.schema.yaml")
+    schema = read_schema(SCHEMAS / "config.schema.yaml")
     try:
         preflight.coerce_config(config, schema)
         error = preflight.schema_error(config, schema)
@@ -37,6 +38,8 @@ def _startup():
         rows = preflight.startup(config, SAMPLES_SCHEMA)
     except InputError as exc:
         _fail(str(exc))
+    except OSError as exc:  # unreadable file (permissions, I/O error): still one line
+        _fail(f"{exc.filename or config.get('samples')}: cannot read ({exc.strerror or exc}). Fix: check the path and its permissions")
     table = pd.DataFrame([r.cells for r in rows], columns=SAMPLE_COLUMNS, dtype=str)
     return table.set_index("sample", drop=False)
 

@@ -166,7 +166,7 @@ def check_classes(classes: Sequence[str]) -> None:
             if low in role_names and i != role_index:
                 raise InputError("config key `classes`", f"{n!r} is class {i}, but quantification reads label {role_index} "
                                  f"as {role_names[0]}", "order the classes as [background, support, particles]")
-    metric = {}
+    metric: dict[str, str] = {}
     for n in names:
         m = re.sub(r"[^0-9A-Za-z]+", "_", n).strip("_").lower()  # tomoflow.unet.metric_name
         if m in metric:
@@ -263,7 +263,8 @@ def read_samples(path: str | os.PathLike[str], samples_schema: Mapping[str, Any]
                          f"add them (tab-separated); the columns are {columns}")
     if not rows:
         raise InputError(path, "the sample table has no samples", "add one row per tilt series")
-    out, seen = [], {}
+    out: list[SampleRow] = []
+    seen: dict[str, int] = {}
     props = samples_schema["properties"]
     for r in rows:
         cells = {c: r.cells.get(c, "") for c in columns}

@@ -220,8 +220,9 @@ def _probe_tiff(p: Path, what: str) -> StackInfo:
             pages = list(tif.pages)
             ij = tif.imagej_metadata or {}
             voxel = _tiff_voxel_nm(tif)
-            infos = [(pg.shape, int(pg.samplesperpixel), str(pg.dtype), pg.dataoffsets, pg.databytecounts, pg.photometric)
-                     for pg in pages]
+            keys: list[Any] = [pg.keyframe or pg for pg in pages]  # a TiffFrame's tags live on its key page
+            infos = [(pg.shape, int(k.samplesperpixel), str(k.dtype), pg.dataoffsets, pg.databytecounts, k.photometric)
+                     for pg, k in zip(pages, keys)]
             series_axes = tif.series[0].axes if tif.series else ""
     except InputError:
         raise
@@ -280,7 +281,7 @@ def sample_sections(path: PathLike, n: int = 3) -> list[tuple[int, np.ndarray]]:
     """
     info = probe_stack(path)
     count = info.shape[0]
-    picks = sorted(set(int(round(v)) for v in np.linspace(0, count - 1, min(n, count))))
+    picks = sorted({round(float(v)) for v in np.linspace(0, count - 1, min(n, count))})
     from .volumes import read_slab
 
     return [(i, read_slab(path, i, i + 1)[0][0]) for i in picks]
@@ -373,7 +374,7 @@ def read_table_rows(path: PathLike, what: str = "sample table") -> tuple[list[st
     return columns, rows
 
 
-def read_table_schema(path: PathLike) -> dict[str, Any]:
+def read_schema(path: PathLike) -> dict[str, Any]:
     """A YAML schema file as a dict (keys in file order)."""
     import yaml
 
