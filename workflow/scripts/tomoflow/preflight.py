@@ -197,7 +197,15 @@ def check_config(config: Mapping[str, Any]) -> None:
     if r["projector"] == "cuda" and not _astra_cuda():
         raise InputError("config key `recon.projector`", "`cuda` needs ASTRA with a CUDA GPU, and none is available here",
                          "use `recon.projector: line` (the ASTRA CPU projector); ASTRA uses a GPU by itself where present")
+    lo_bp, hi_bp = (float(v) for v in config["align"]["bandpass_px"])
+    if lo_bp < 0 or hi_bp < 0 or 0 < hi_bp <= lo_bp:
+        raise InputError("config key `align.bandpass_px`", f"[{lo_bp:g}, {hi_bp:g}] is not a band (low sigma < high sigma)",
+                         "use e.g. [1.0, 30.0] (0 switches one side off)")
     s = config["synthetic"]
+    dmin, dmax = (float(v) for v in s["particle_diameter_nm"])
+    if not 0 < dmin <= dmax:
+        raise InputError("config key `synthetic.particle_diameter_nm`", f"[{dmin:g}, {dmax:g}] is not a size range",
+                         "give [smallest, largest] diameters in nm, both positive, e.g. [1.0, 4.0]")
     lo, hi = (float(v) for v in s["tilt_range_deg"])
     n = synthetic_n_tilts(s)
     if hi <= lo or n < validate.MIN_TILTS or hi - lo < validate.MIN_TILT_RANGE_DEG or max(abs(lo), abs(hi)) > validate.MAX_ABS_ANGLE_DEG:

@@ -4,8 +4,12 @@ Submodules by data kind; the names rules need are re-exported here.
 
 * :mod:`tomoflow.io.volumes` - tilt series, angles, volumes and label stacks (MRC, TIFF), JSON/TSV
   tables, figures.
+* :mod:`tomoflow.io.probe` - lazy checks for start-up: file type by magic bytes (the one MRC/TIFF
+  dispatcher, :func:`stack_kind`), stack geometry from headers, sampled label values, the sample table.
+* :mod:`tomoflow.io.models`, :mod:`tomoflow.io.meshes` - Keras models, surface meshes.
 """
 
+from .probe import StackInfo, file_kind, probe_stack, stack_kind
 from .volumes import (
     TiltSeries,
     preflight_tilt_series,
@@ -33,6 +37,10 @@ from .volumes import (
 )
 
 __all__ = [
+    "StackInfo",
+    "file_kind",
+    "probe_stack",
+    "stack_kind",
     "TiltSeries",
     "preflight_tilt_series",
     "read_image",
