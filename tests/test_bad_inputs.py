@@ -379,3 +379,34 @@ def test_coercion_follows_the_schema():
     assert got["train"]["learning_rate"] == 0.001 and got["train"]["augment"]["flip"] is False
     assert got["synthetic"]["tilt_range_deg"] == [-60, 60] and got["classes"] == ["a", "b", "c"]
     assert coerce_value({"train": {"class_weights": "auto"}}, schema)["train"]["class_weights"] == "auto"
+
+
+# --------------------------------------------------------------------------- library level (no CLI)
+def _schemas():  # noqa: ANN202
+    from tomoflow.io.probe import read_schema
+
+    root = Path(__file__).resolve().parents[1] / "workflow/schemas"
+    return read_schema(root / "config.schema.yaml"), read_schema(root / "samples.schema.yaml")
+
+
+def test_sample_table_messages_count_lines_from_one_with_comments(tmp_path):
+    from tomoflow.errors import InputError
+    from tomoflow.preflight import read_samples, sample_columns
+
+    _, samples_schema = _schemas()
+    assert sample_columns(samples_schema) == HEADER.split("\t")  # columns come from the schema
+    table = tmp_path / "t.tsv"
+    table.write_text("# my samples\n" + HEADER + "\n\n" + row(sample="a") + "\n" + row(sample="b", px="abc") + "\n")
+    with pytest.raises(InputError) as exc:
+        read_samples(table, samples_schema)  # header line 2, blank line 3, a = line 4, b = line 5
+    assert str(exc.value).startswith(f"{table} line 5 (sample 'b'): column `pixel_size_nm` = 'abc' is not valid")
+
+
+def test_schema_error_names_the_key_path():
+    from tomoflow.preflight import coerce_config, schema_error
+
+    schema, _ = _schemas()
+    cfg = {"samples": "x.tsv", "classes": ["background", "support", "particles"], "train": {"augment": {"zoom": "2"}}}
+    coerce_config(cfg, schema)
+    err = schema_error(cfg, schema)
+    assert err is not None and err.where == "config key `train.augment.zoom`" and "2 is greater than the maximum of 0.9" in err.problem

@@ -378,7 +378,7 @@ def _cell_where(table: str, row: SampleRow, column: str) -> str:
 def tilt_series_geometry(row: SampleRow, config: Mapping[str, Any], table: str) -> Geometry:
     """Check a sample's tilt series and angles (header only) and return its geometry."""
     from .io import preflight_tilt_series
-    from .io.probe import row_continuity
+    from .io.probe import row_continuity, stack_kind
 
     c = row.cells
     path = c["tilt_series"]
@@ -392,7 +392,7 @@ def tilt_series_geometry(row: SampleRow, config: Mapping[str, Any], table: str) 
                                           pixel_size_nm=float(c["pixel_size_nm"]) if c["pixel_size_nm"] else None)
         except InputError as exc:
             raise InputError(f"{exc.where} (sample {row.name!r}, {table} line {row.line})", exc.problem, exc.fix) from None
-        if shape[1] != shape[2]:
+        if shape[1] != shape[2] and stack_kind(path) == "mrc":  # a square image reads the same either way
             mid = shape[0] // 2
             vert, horiz = row_continuity(path, mid)
             if horiz > 0.5 and vert < MIN_ROW_CONTINUITY * horiz:
