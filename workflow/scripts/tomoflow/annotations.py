@@ -3,9 +3,13 @@
 Annotations are stacks of paired 2-D image/label slices, ``images`` float32 ``(n, H, W)`` (raw
 reconstructed intensities) and ``labels`` uint8 ``(n, H, W)`` with values ``0 .. n_classes-1``
 (0 background/pores, 1 support, 2 particles by default).  For the demo they are slices along axis 0 of the
-reconstructed volume (perpendicular to the tilt axis, ``(n_z, n_x)``) paired with the true labels; user
-annotations (napari, Fiji, ilastik exports) arrive as a pair of TIFF stacks or two folders of paired
-single-slice TIFFs matched by sorted file name.
+reconstructed volume (perpendicular to the tilt axis, ``(n_z, n_x)``) paired with the true labels, after
+checking that the labels sit where the volume shows the specimen (:func:`check_label_registration`);
+user annotations (napari, Fiji, ilastik exports) arrive as a pair of TIFF stacks or two folders of
+single-slice TIFFs paired by the slice numbers in their names (:func:`pair_files`).  The files are read
+by :func:`tomoflow.io.read_annotation_pairs` / :func:`tomoflow.io.read_annotation_source` into an
+:class:`AnnotationSource`; :func:`prepare_annotations` turns it into the training stacks and the
+``slices.json`` record.
 
 Slices larger than the patch size are cut into patches that cover the slice (the paper: a 1024×512 slice
 gives two 512×512 patches); when a side is not a multiple of the patch size the last patch is aligned to
@@ -16,8 +20,11 @@ patches of one slice go to the same set, so validation patches never share pixel
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
@@ -27,9 +34,17 @@ from .errors import InputError
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "AnnotationSource",
+    "AnnotationSet",
+    "prepare_annotations",
+    "measure_label_offset",
+    "check_label_registration",
     "choose_slices",
     "extract_slices",
     "validate_annotations",
+    "check_label_values",
+    "ROLE_WORDS",
+    "pairing_keys",
     "pair_files",
     "stack_pairs",
     "patch_origins",
@@ -94,6 +109,44 @@ def extract_slices(
     return volume[idx].astype(np.float32), labels[idx].astype(np.uint8)
 
 
+def check_label_values(labels: np.ndarray, classes: Sequence[str], where: str = "labels") -> np.ndarray:
+    """Check that every label is a class index ``0 … len(classes)-1``; return the labels as an array.
+
+    Parameters
+    ----------
+    labels : ndarray, any shape
+        Integer (or integer-valued float) labels.
+    classes : sequence of str
+    where : str
+        File named in messages.
+
+    Returns
+    -------
+    ndarray (the input, unchanged dtype)
+
+    Raises
+    ------
+    InputError
+        Non-integer values or dtype; values outside the classes (with the first offending values).
+    """
+    lab = np.asarray(labels)
+    if lab.dtype.kind == "f":
+        if not np.all(lab == np.round(lab)):
+            raise InputError(where, "labels are not integers", "save labels as an integer (uint8) image")
+    elif lab.dtype.kind not in "iub":
+        raise InputError(where, f"labels have dtype {lab.dtype}", "save labels as uint8")
+    n = len(classes)
+    lo, hi = lab.min(), lab.max()
+    if lo < 0 or hi >= n:
+        bad = np.unique(lab[(lab < 0) | (lab >= n)])[:10]
+        raise InputError(
+            where,
+            f"label values {bad.tolist()} outside the classes 0..{n - 1} {list(classes)}",
+            "relabel the annotations or extend `classes` in the config",
+        )
+    return lab
+
+
 def validate_annotations(
     images: np.ndarray,
     labels: np.ndarray,
@@ -136,21 +189,8 @@ def validate_annotations(
         raise InputError(where, f"expected (n, H, W) slices, got shape {images.shape}", "give 2-D slices")
     if not np.all(np.isfinite(images)):
         raise InputError(where, "images contain NaN or Inf", "replace non-finite values in the images")
-    lab = np.asarray(labels)
-    if lab.dtype.kind == "f":
-        if not np.all(lab == np.round(lab)):
-            raise InputError(where, "labels are not integers", "save labels as an integer (uint8) image")
-    elif lab.dtype.kind not in "iub":
-        raise InputError(where, f"labels have dtype {lab.dtype}", "save labels as uint8")
+    lab = check_label_values(labels, classes, where)
     n = len(classes)
-    lo, hi = lab.min(), lab.max()
-    if lo < 0 or hi >= n:
-        bad = np.unique(lab[(lab < 0) | (lab >= n)])[:10]
-        raise InputError(
-            where,
-            f"label values {bad.tolist()} outside the classes 0..{n - 1} {list(classes)}",
-            "relabel the annotations or extend `classes` in config/config.yaml",
-        )
     counts = np.bincount(lab.ravel().astype(np.int64), minlength=n)
     for c in np.flatnonzero(counts == 0):
         warnings.warn(f"{where}: class {c} ({classes[c]}) never occurs in the annotations", UserWarning,
@@ -158,30 +198,123 @@ def validate_annotations(
     return counts
 
 
+#: Words that name a file's role; they are never part of the pairing key (compared lower-case).
+ROLE_WORDS = frozenset({
+    "img", "im", "image", "images", "raw", "data", "input", "intensity", "intensities",
+    "lab", "lbl", "label", "labels", "labeled", "labelled", "mask", "masks", "seg", "segmentation",
+    "segmentations", "annotation", "annotations", "annot", "gt", "truth", "groundtruth",
+})
+_TOKEN = re.compile(r"\d+|[^\W\d_]+")
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def _stem(name: str) -> str:
+    base = PurePath(name).name
+    low = base.lower()
+    for suffix in (".ome.tiff", ".ome.tif") + TIFF_SUFFIXES:
+        if low.endswith(suffix):
+            return base[: -len(suffix)]
+    return PurePath(base).stem
+
+
+def _tokens(name: str) -> list[int | str]:
+    return [int(t) if t.isdigit() else t for t in _TOKEN.findall(_stem(name).lower())]
+
+
+def pairing_keys(names: Sequence[str]) -> list[tuple[int | str, ...]]:
+    """The pairing key of every file name of one folder (see :func:`pair_files` for the rule).
+
+    Parameters
+    ----------
+    names : sequence of str
+        File names (or paths) of one folder.
+
+    Returns
+    -------
+    list of tuple
+        One key per name: its numbers (as ``int``) and its remaining words, in order.
+    """
+    toks = [_tokens(n) for n in names]
+    word_sets = [{t for t in ts if isinstance(t, str)} for ts in toks]
+    shared = set.intersection(*word_sets) if word_sets else set()
+    return [tuple(t for t in ts if not isinstance(t, str) or (t not in shared and t not in ROLE_WORDS))
+            for ts in toks]
+
+
+def _sort_key(key: tuple[int | str, ...]) -> tuple[tuple[int, int, str], ...]:
+    return tuple((0, t, "") if isinstance(t, int) else (1, 0, t) for t in key)
+
+
+def _listing(names: Sequence[str], n_show: int = 3) -> str:
+    shown = ", ".join(PurePath(x).name for x in names[:n_show])
+    return shown + (f" (+{len(names) - n_show} more)" if len(names) > n_show else "")
+
+
 def pair_files(image_files: Sequence[str], label_files: Sequence[str], where: str) -> list[tuple[str, str]]:
-    """Pair image and label slice files by sorted file name.
+    """Pair image and label slice files by the numbers (and distinguishing words) in their names.
+
+    The rule: a file name (without ``.tif``/``.tiff``) is split into numbers and words at ``_``,
+    ``-``, ``.``, spaces and letter/digit boundaries, lower-cased.  Not part of the key are (1) words
+    that every file of the same folder contains (a common prefix or suffix such as ``img``/``lab``,
+    ``slice``, a sample name, ``Simple Segmentation``) and (2) role words (:data:`ROLE_WORDS`:
+    img/image/raw/lab/label/mask/seg/annotation/gt ...).  What remains - usually just the slice
+    number - is the key; numbers compare as numbers, so ``img_1.tif`` ↔ ``lab_01.tif`` and
+    ``slice_12_image.tif`` ↔ ``slice_12_label.tif``.  A folder of one file keeps only its numbers.
+    Every image must find exactly one label with the same key and vice versa.
 
     Parameters
     ----------
     image_files, label_files : sequence of str
-        Paths (any order); the k-th image in sorted order pairs with the k-th label.
+        Paths of the image slices and of the label slices (any order).
     where : str
-        Folder named in messages.
+        The two folders, named in messages.
 
     Returns
     -------
-    list of (str, str)
+    list of (image, label)
+        Sorted by key (slice number).
+
+    Raises
+    ------
+    InputError
+        No files; two files of one folder with the same key (ambiguous, e.g. ``img_1`` and
+        ``img_01``); any image or label without a partner.  One line with the counts and the first
+        names.
     """
-    imgs, labs = sorted(image_files), sorted(label_files)
-    if not imgs:
-        raise InputError(where, "no image TIFFs found", "put one .tif per annotated slice in the image folder")
-    if len(imgs) != len(labs):
+    imgs, labs = list(image_files), list(label_files)
+    if not imgs or not labs:
+        side = "image" if not imgs else "label"
+        raise InputError(where, f"no {side} TIFFs found", f"put one .tif per annotated slice in the {side} folder")
+    keyed: dict[str, dict[tuple[int | str, ...], list[str]]] = {}
+    for side, files in (("image", imgs), ("label", labs)):
+        groups: dict[tuple[int | str, ...], list[str]] = {}
+        for f, k in zip(files, pairing_keys(files)):
+            groups.setdefault(k, []).append(f)
+        dup = [sorted(v) for v in groups.values() if len(v) > 1]
+        if dup:
+            raise InputError(
+                where,
+                f"{sum(len(d) for d in dup)} {side} files share a pairing key, e.g. {_listing(dup[0])} "
+                "(numbers compare as numbers; words shared by all files and img/lab/label/mask are ignored)",
+                f"give every {side} file a distinct slice number, or remove the duplicates",
+            )
+        keyed[side] = {k: v[0] for k, v in groups.items()}
+    lone_i = sorted((v for k, v in keyed["image"].items() if k not in keyed["label"]))
+    lone_l = sorted((v for k, v in keyed["label"].items() if k not in keyed["image"]))
+    if lone_i or lone_l:
+        parts = []
+        if lone_i:
+            parts.append(f"images: {_listing(lone_i)}")
+        if lone_l:
+            parts.append(f"labels: {_listing(lone_l)}")
         raise InputError(
             where,
-            f"{len(imgs)} image files but {len(labs)} label files",
-            "give one label TIFF per image TIFF (paired by sorted file name)",
+            f"{len(lone_i)} of {len(imgs)} image file(s) and {len(lone_l)} of {len(labs)} label file(s) have no "
+            f"partner with the same slice number ({'; '.join(parts)})",
+            "name each label like its image with the same numbers (e.g. img_03.tif and lab_03.tif), "
+            "or remove the extra files",
         )
-    return list(zip(imgs, labs))
+    return [(keyed["image"][k], keyed["label"][k]) for k in sorted(keyed["image"], key=_sort_key)]
 
 
 def stack_pairs(
@@ -313,3 +446,270 @@ def split_records(
         a = stacks[r["sample"]][r["index"]]
         out.append(a[r["y0"] : r["y0"] + r["height"], r["x0"] : r["x0"] + r["width"]])
     return np.stack(out)
+
+
+# --------------------------------------------------------------------------- registration of true labels
+#: Largest block (voxels per axis) cross-correlated to measure a label offset (a central crop).
+REGISTRATION_BLOCK = 160
+#: Sub-voxel factor of the offset measurement.
+REGISTRATION_UPSAMPLE = 10
+#: Default tolerance (voxels, any axis) of the label-volume offset.
+MAX_LABEL_OFFSET_VOX = 1.0
+
+
+def _label_density(volume: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
+    """Each voxel's class mean of ``volume`` (the density the labels predict); None without contrast."""
+    lab = labels.astype(np.int64).ravel()
+    n = int(lab.max()) + 1
+    counts = np.bincount(lab, minlength=n)
+    sums = np.bincount(lab, weights=volume.astype(np.float64).ravel(), minlength=n)
+    present = counts > 0
+    if present.sum() < 2:
+        return None
+    means = np.where(present, sums / np.maximum(counts, 1), 0.0)
+    if np.ptp(means[present]) <= 0:
+        return None
+    return means[labels.astype(np.int64)]
+
+
+def _central_block(shape: Sequence[int], size: int) -> tuple[slice, ...]:
+    return tuple(slice(max(0, (n - size) // 2), max(0, (n - size) // 2) + min(n, size)) for n in shape)
+
+
+def measure_label_offset(
+    volume: np.ndarray, labels: np.ndarray, *, block: int = REGISTRATION_BLOCK, upsample: int = REGISTRATION_UPSAMPLE
+) -> np.ndarray | None:
+    """Offset of a label volume from the volume it labels, by 3-D cross-correlation.
+
+    The labels predict a density: every voxel gets the mean volume intensity of its class.  That
+    density is cross-correlated with the volume (``skimage.registration.phase_cross_correlation``
+    with plain, unwhitened correlation and sub-voxel upsampling) over a central block of at most
+    ``block`` voxels per axis; the estimate is refined once with the class means re-estimated from
+    the labels moved by the integer part of the first estimate.
+
+    Parameters
+    ----------
+    volume : ndarray, shape (n_y, n_z, n_x)
+        Reconstructed intensities.
+    labels : ndarray of int, shape (n_y, n_z, n_x)
+        Class index per voxel.
+    block : int
+        Largest block side, voxels.
+    upsample : int
+        Sub-voxel factor.
+
+    Returns
+    -------
+    ndarray, shape (3,), float64, or None
+        ``(dy, dz, dx)`` in voxels: the labelled structures sit this far from where the volume
+        shows them (``labels(p) = truth(p - offset)``); shifting the labels by ``-offset``
+        registers them.  None when the labels hold fewer than two classes or the classes have the
+        same mean intensity (nothing to correlate).
+    """
+    from scipy import ndimage
+    from skimage.registration import phase_cross_correlation
+
+    sl = _central_block(volume.shape, block)
+    vol = np.asarray(volume[sl], dtype=np.float64)
+    lab = np.asarray(labels[sl])
+    vol = vol - vol.mean()
+    total = np.zeros(3)
+    for _ in range(2):
+        moved = lab if not total.any() else ndimage.shift(lab, total, order=0, mode="nearest")
+        dens = _label_density(vol, moved)
+        if dens is None:
+            return None
+        shift, _, _ = phase_cross_correlation(vol, dens - dens.mean(), upsample_factor=upsample, normalization=None)
+        if not total.any():
+            total = np.round(np.asarray(shift, dtype=np.float64))
+            if not total.any():
+                total = np.asarray(shift, dtype=np.float64)
+                break
+        else:
+            total = total + np.asarray(shift, dtype=np.float64)
+            break
+    return -total
+
+
+def check_label_registration(
+    volume: np.ndarray,
+    labels: np.ndarray,
+    voxel_size_nm: float,
+    *,
+    tolerance_vox: float = MAX_LABEL_OFFSET_VOX,
+    register: bool = False,
+    where: str = "true_labels",
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Check that true labels sit on the volume; register them (integer voxels) when asked.
+
+    Parameters
+    ----------
+    volume : ndarray, shape (n_y, n_z, n_x)
+        Reconstructed intensities.
+    labels : ndarray of int, shape (n_y, n_z, n_x)
+        True labels.
+    voxel_size_nm : float
+        Voxel size, nm (for the message and the record).
+    tolerance_vox : float
+        Largest accepted offset on any axis, voxels.
+    register : bool
+        Shift the labels onto the volume (by the rounded offset) instead of failing.
+    where : str
+        The label file (and volume) named in messages.
+
+    Returns
+    -------
+    labels : ndarray, shape (n_y, n_z, n_x)
+        The labels, shifted when registered (edge values repeated into the uncovered border).
+    record : dict
+        ``measured_offset_vox``/``_nm`` (dy, dz, dx), ``tolerance_vox``, ``registered``,
+        ``applied_shift_vox`` - for ``slices.json``.
+
+    Raises
+    ------
+    InputError
+        Shapes differ; or the offset exceeds ``tolerance_vox`` and ``register`` is false (the message
+        gives the offset in voxels and nm).
+    """
+    from scipy import ndimage
+
+    if volume.ndim != 3 or labels.shape != volume.shape:
+        raise InputError(where, f"true-label shape {tuple(labels.shape)} differs from the volume shape "
+                         f"{tuple(volume.shape)} (n_slices, n_z, n_x)",
+                         "give the true labels on the reconstruction's voxel grid (same slices, thickness and width)")
+    offset = measure_label_offset(volume, labels)
+    record: dict[str, Any] = {"tolerance_vox": float(tolerance_vox), "registered": False,
+                              "applied_shift_vox": [0, 0, 0]}
+    if offset is None:
+        warnings.warn(f"{where}: the label classes have no intensity contrast in the volume; "
+                      "their registration could not be checked", UserWarning, stacklevel=2)
+        record.update(measured_offset_vox=None, measured_offset_nm=None)
+        return labels, record
+    off = [round(float(o), 2) + 0.0 for o in offset]  # + 0.0: no "-0.0"
+    off_nm = [round(float(o) * voxel_size_nm, 3) + 0.0 for o in offset]
+    record.update(measured_offset_vox=off, measured_offset_nm=off_nm)
+    text = (f"(dy, dz, dx) = ({off[0]:+.1f}, {off[1]:+.1f}, {off[2]:+.1f}) voxels = "
+            f"({off_nm[0]:+.2f}, {off_nm[1]:+.2f}, {off_nm[2]:+.2f}) nm")
+    log.info("true labels vs volume: offset %s (tolerance %g voxel)", text, tolerance_vox)
+    if np.max(np.abs(offset)) <= tolerance_vox:
+        return labels, record
+    if not register:
+        raise InputError(where, f"true labels are displaced from the volume by {text}, more than "
+                         f"{tolerance_vox:g} voxel (3-D cross-correlation of the label-derived density with the volume)",
+                         "give labels in the reconstruction's frame, or set annotations.register_labels: true "
+                         "to shift them onto the volume")
+    shift = -np.round(offset).astype(np.int64)
+    moved = ndimage.shift(labels, shift, order=0, mode="nearest")
+    record.update(registered=True, applied_shift_vox=[int(v) for v in shift])
+    log.info("registered the true labels: shifted by (dy, dz, dx) = %s voxels", [int(v) for v in shift])
+    return moved, record
+
+
+# --------------------------------------------------------------------------- the rule's work
+@dataclass
+class AnnotationSource:
+    """Annotation data as read from disk (by :mod:`tomoflow.io.annotations`).
+
+    Attributes
+    ----------
+    mode : {"user", "volume"}
+        ``user``: paired image/label slices; ``volume``: a reconstructed volume and true labels.
+    images : ndarray
+        ``user``: float32 slices, shape (n, H, W); ``volume``: the volume, shape (n_y, n_z, n_x).
+    labels : ndarray
+        Same shape as ``images``; native integer (or integer-valued float) dtype.
+    voxel_size_nm : float
+        Pixel/voxel size, nm.
+    paths : dict of str
+        ``user``: ``{"images", "labels"}``; ``volume``: ``{"volume", "true_labels"}``.
+    pairs : list of dict
+        ``user``: one record per slice, ``{"image", "label", "page", "shape"}`` (file names; the page
+        within a stack file; ``[H, W]``).
+    """
+
+    mode: str
+    images: np.ndarray
+    labels: np.ndarray
+    voxel_size_nm: float
+    paths: dict[str, str]
+    pairs: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class AnnotationSet:
+    """Training stacks of one sample and their ``slices.json`` record.
+
+    Attributes
+    ----------
+    images : ndarray float32, shape (n, H, W)
+    labels : ndarray uint8, shape (n, H, W)
+    voxel_size_nm : float
+    info : dict
+        JSON-ready record of where every slice came from.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    voxel_size_nm: float
+    info: dict[str, Any]
+
+
+def prepare_annotations(
+    source: AnnotationSource,
+    *,
+    classes: Sequence[str],
+    sample: str,
+    n_slices: int = 30,
+    seed: int = 11,
+    register_labels: bool = False,
+    max_offset_vox: float = MAX_LABEL_OFFSET_VOX,
+) -> AnnotationSet:
+    """Validated training stacks (and their record) from a sample's annotation source.
+
+    ``volume`` mode: the true labels' shape and registration are checked against the volume
+    (:func:`check_label_registration`), then ``n_slices`` seeded slices along axis 0 are taken
+    (:func:`choose_slices`).  ``user`` mode: the read pairs are taken as they are.  Both: every label
+    must be a class index and every class is counted (:func:`validate_annotations`).
+
+    Parameters
+    ----------
+    source : AnnotationSource
+    classes : sequence of str
+        Class names; label value = index.
+    sample : str
+        Sample name (for the record).
+    n_slices, seed : int
+        Volume mode: how many slices, and which (seeded).
+    register_labels : bool
+        Volume mode: shift labels that are off the volume instead of failing.
+    max_offset_vox : float
+        Volume mode: largest accepted label offset, voxels.
+
+    Returns
+    -------
+    AnnotationSet
+    """
+    classes = list(classes)
+    if source.mode == "volume":
+        where = f"{source.paths.get('true_labels', 'true_labels')} (vs {source.paths.get('volume', 'volume')})"
+        check_label_values(source.labels, classes, where)
+        labels, reg = check_label_registration(source.images, source.labels, source.voxel_size_nm,
+                                               tolerance_vox=max_offset_vox, register=register_labels, where=where)
+        idx = choose_slices(source.images.shape[0], int(n_slices), int(seed))
+        images, lab = extract_slices(source.images, labels, idx, where=where)
+        info: dict[str, Any] = {"sample": sample, "source": "volume", "axis": 0, "indices": idx.tolist(),
+                                "volume": source.paths.get("volume"), "true_labels": source.paths.get("true_labels"),
+                                "seed": int(seed), "registration": reg}
+    else:
+        where = f"{source.paths.get('images')} / {source.paths.get('labels')}"
+        images, lab = source.images, source.labels
+        info = {"sample": sample, "source": "user", "axis": None, "indices": None,
+                "images": source.paths.get("images"), "labels": source.paths.get("labels"),
+                "files": [p["image"] for p in source.pairs], "pairs": source.pairs}
+    counts = validate_annotations(images, lab, classes, where=where)
+    info["class_pixels"] = {c: int(n) for c, n in zip(classes, counts)}
+    info["shape"] = list(images.shape)
+    log.info("%d annotated slices of %dx%d px; class pixels %s", images.shape[0], images.shape[1],
+             images.shape[2], info["class_pixels"])
+    return AnnotationSet(images=np.asarray(images, dtype=np.float32), labels=np.asarray(lab).astype(np.uint8),
+                         voxel_size_nm=float(source.voxel_size_nm), info=info)

@@ -32,6 +32,8 @@ from .volumes import (
     write_volume,
 )
 
+from .annotations import read_annotation_pairs, read_annotation_source, read_annotation_tiff  # noqa: F401
+
 __all__ = [
     "TiltSeries",
     "preflight_tilt_series",
