@@ -5,7 +5,6 @@ import re
 
 import numpy as np
 import pytest
-
 from tomoflow.annotations import (
     AnnotationSource,
     check_label_registration,
@@ -22,7 +21,7 @@ from tomoflow.annotations import (
     validate_annotations,
 )
 from tomoflow.errors import InputError
-from tomoflow.io import read_annotation_pairs
+from tomoflow.io import preflight_annotation_pairs, read_annotation_pairs
 
 CLASSES = ["background", "support", "particles"]
 
@@ -142,6 +141,7 @@ def test_stack_pairs():
     a, b = np.ones((4, 5)), np.zeros((4, 5), np.uint8)
     im, lab = stack_pairs([a, a[None]], [b, b], ["x", "y"])
     assert im.shape == (2, 4, 5) and im.dtype == np.float32
+    np.testing.assert_array_equal(lab, np.zeros((2, 4, 5)))
     with pytest.raises(InputError, match="differ"):
         stack_pairs([a], [b[:3]], ["x"])
 
@@ -172,6 +172,7 @@ def test_read_annotation_pairs_folders_record_every_pair(tmp_path):
     assert src.voxel_size_nm == 0.5 and src.mode == "user" and len(src.pairs) == 12
     assert src.pairs[9] == {"image": str(tmp_path / "img" / "img_10.tif"), "label": str(tmp_path / "lab" / "lab_10.tif"),
                             "page": 0, "shape": [16, 24]}
+    assert preflight_annotation_pairs(tmp_path / "img", tmp_path / "lab") == src.pairs  # headers only, same pairs
     # slices.json (the record) names every pair
     out = prepare_annotations(src, classes=CLASSES, sample="user")
     assert out.info["source"] == "user" and [p["label"] for p in out.info["pairs"]][:2] == [
@@ -186,8 +187,9 @@ def test_read_annotation_pairs_folders_record_every_pair(tmp_path):
                             classes=CLASSES, sample="user")
     # an extra label file without an image: one line naming it
     _write(tmp_path / "lab" / "lab_13.tif", lab[0])
-    with pytest.raises(InputError, match=r"0 of 12 image file\(s\) and 1 of 13 label file\(s\).*lab_13.tif"):
-        read_annotation_pairs(tmp_path / "img", tmp_path / "lab", pixel_size_nm=0.5)
+    for check in (preflight_annotation_pairs, read_annotation_pairs):
+        with pytest.raises(InputError, match=r"0 of 12 image file\(s\) and 1 of 13 label file\(s\).*lab_13.tif"):
+            check(tmp_path / "img", tmp_path / "lab")
 
 
 def test_rgb_tiffs_are_not_read_as_thin_slices(tmp_path):
@@ -199,8 +201,9 @@ def test_rgb_tiffs_are_not_read_as_thin_slices(tmp_path):
     # RGB labels: refused, whatever the image
     rgb_lab = _write(tmp_path / "lab_rgb.tif", np.stack([labels * 100] * 3, axis=-1), photometric="rgb")
     img = _write(tmp_path / "img.tif", grey)
-    with pytest.raises(InputError, match=r"lab_rgb.tif: label image is RGB colour \(3 samples per pixel"):
-        read_annotation_pairs(img, rgb_lab, pixel_size_nm=1.0)
+    for check in (preflight_annotation_pairs, read_annotation_pairs):
+        with pytest.raises(InputError, match=r"lab_rgb.tif: label image is RGB colour \(3 samples per pixel"):
+            check(img, rgb_lab)
     # a colour image: refused (not the measured intensities), never 64 slices of 128x3 px
     lab = _write(tmp_path / "lab.tif", labels)
     rgb_img = _write(tmp_path / "img_rgb.tif", colour, photometric="rgb")
@@ -217,8 +220,9 @@ def test_rgb_tiffs_are_not_read_as_thin_slices(tmp_path):
     (tmp_path / "b").mkdir()
     _write(tmp_path / "a" / "img_1.tif", grey)
     _write(tmp_path / "b" / "lab_1.tif", np.stack([labels] * 3, axis=-1), photometric="rgb")
-    with pytest.raises(InputError, match="label image is RGB colour"):
-        read_annotation_pairs(tmp_path / "a", tmp_path / "b", pixel_size_nm=1.0)
+    for check in (preflight_annotation_pairs, read_annotation_pairs):
+        with pytest.raises(InputError, match="label image is RGB colour"):
+            check(tmp_path / "a", tmp_path / "b")
 
 
 def test_read_annotation_stacks_and_shape_errors(tmp_path):
@@ -232,20 +236,34 @@ def test_read_annotation_stacks_and_shape_errors(tmp_path):
     np.testing.assert_array_equal(src.images, im)
     assert [p["page"] for p in src.pairs] == [0, 1, 2]
     c = _write(tmp_path / "lab2.tif", lab[:2], **grey)
-    with pytest.raises(InputError, match=r"image stack shape \(3, 8, 9\) and label stack shape \(2, 8, 9\) differ"):
-        read_annotation_pairs(a, c, pixel_size_nm=0.3)
+    assert preflight_annotation_pairs(a, b) == src.pairs
+    for check in (preflight_annotation_pairs, read_annotation_pairs):
+        with pytest.raises(InputError, match=r"image stack shape \(3, 8, 9\) and label stack shape \(2, 8, 9\) differ"):
+            check(a, c)
     (tmp_path / "f").mkdir()
     with pytest.raises(InputError, match="one of annotation_images/annotation_labels is a folder"):
         read_annotation_pairs(a, tmp_path / "f", pixel_size_nm=0.3)
     with pytest.raises(InputError, match="folder holds no .tif"):
         read_annotation_pairs(tmp_path / "f", tmp_path / "f", pixel_size_nm=0.3)
+    # pages of different shapes, a truncated file: named, never "2-D"
+    import tifffile
+
+    with tifffile.TiffWriter(tmp_path / "mixed.tif") as tw:
+        tw.write(im[0], photometric="minisblack")
+        tw.write(im[1, :6], photometric="minisblack")
+    with pytest.raises(InputError, match=r"mixed.tif: TIFF pages of different shapes"):
+        read_annotation_pairs(tmp_path / "mixed.tif", b, pixel_size_nm=0.3)
+    (tmp_path / "cut.tif").write_bytes(a.read_bytes()[:100])
+    with pytest.raises(InputError, match=r"cut.tif: not a readable TIFF"):
+        preflight_annotation_pairs(tmp_path / "cut.tif", b)
     # a stack in a folder of single slices
     (tmp_path / "g").mkdir()
     (tmp_path / "h").mkdir()
     _write(tmp_path / "g" / "img_1.tif", im, **grey)
     _write(tmp_path / "h" / "lab_1.tif", lab, **grey)
-    with pytest.raises(InputError, match="img_1.tif: holds 3 slices; a folder must hold one slice per file"):
-        read_annotation_pairs(tmp_path / "g", tmp_path / "h", pixel_size_nm=0.3)
+    for check in (preflight_annotation_pairs, read_annotation_pairs):
+        with pytest.raises(InputError, match="img_1.tif: holds 3 slices; a folder must hold one slice per file"):
+            check(tmp_path / "g", tmp_path / "h")
 
 
 # --------------------------------------------------------------------------- true labels vs the volume
@@ -289,6 +307,25 @@ def test_offset_true_labels_fail_with_the_offset(offset):
     assert rec["registered"] and rec["applied_shift_vox"] == [-o for o in offset]
     inner = tuple(slice(abs(o), n - abs(o)) for o, n in zip(offset, lab.shape))
     np.testing.assert_array_equal(reg[inner], lab[inner])
+
+
+def test_label_offset_on_a_missing_wedge_reconstruction():
+    """Labels against a +-60 degree SART reconstruction (scikit-image radon/iradon_sart, an independent
+    projector): elongation along the beam does not bias the measured offset."""
+    from scipy import ndimage
+    from skimage.transform import iradon_sart, radon
+
+    _, lab = _phantom(shape=(12, 64, 64), seed=4)
+    theta = np.arange(-60.0, 61.0, 3.0)
+    rec = []
+    for sl in np.array([0.0, 1.0, 5.0])[lab]:
+        r = iradon_sart(radon(sl, theta, circle=False), theta)
+        o = (r.shape[0] - 64) // 2
+        rec.append(r[o : o + 64, o : o + 64])
+    vol = np.stack(rec)
+    for offset in [(0, 0, 0), (0, -9, 10), (-3, 5, 13)]:
+        moved = ndimage.shift(lab, offset, order=0, mode="nearest")
+        np.testing.assert_allclose(measure_label_offset(vol, moved), offset, atol=0.3)
 
 
 def test_aligned_true_labels_pass_and_shapes_are_checked():

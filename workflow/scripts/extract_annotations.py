@@ -5,7 +5,12 @@ from tomoflow.runner import optional, run_rule
 
 def main(smk):
     from tomoflow.annotations import prepare_annotations
-    from tomoflow.io import read_annotation_source, write_json, write_labels, write_volume
+    from tomoflow.io import (
+        read_annotation_source,
+        write_json,
+        write_labels,
+        write_volume,
+    )
 
     p = smk.params
     source = read_annotation_source(p.mode, labels=smk.input.labels, images=optional(smk.input, "images"),

@@ -28,28 +28,29 @@ from pathlib import PurePath
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .errors import InputError
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "AnnotationSource",
+    "ROLE_WORDS",
     "AnnotationSet",
-    "prepare_annotations",
-    "measure_label_offset",
+    "AnnotationSource",
     "check_label_registration",
+    "check_label_values",
     "choose_slices",
     "extract_slices",
-    "validate_annotations",
-    "check_label_values",
-    "ROLE_WORDS",
-    "pairing_keys",
-    "pair_files",
-    "stack_pairs",
-    "patch_origins",
     "make_split",
+    "measure_label_offset",
+    "pair_files",
+    "pairing_keys",
+    "patch_origins",
+    "prepare_annotations",
     "split_records",
+    "stack_pairs",
+    "validate_annotations",
 ]
 
 
@@ -192,7 +193,7 @@ def validate_annotations(
     lab = check_label_values(labels, classes, where)
     n = len(classes)
     counts = np.bincount(lab.ravel().astype(np.int64), minlength=n)
-    for c in np.flatnonzero(counts == 0):
+    for c in np.flatnonzero(counts == 0).tolist():
         warnings.warn(f"{where}: class {c} ({classes[c]}) never occurs in the annotations", UserWarning,
                       stacklevel=2)
     return counts
@@ -285,7 +286,7 @@ def pair_files(image_files: Sequence[str], label_files: Sequence[str], where: st
     if not imgs or not labs:
         side = "image" if not imgs else "label"
         raise InputError(where, f"no {side} TIFFs found", f"put one .tif per annotated slice in the {side} folder")
-    keyed: dict[str, dict[tuple[int | str, ...], list[str]]] = {}
+    keyed: dict[str, dict[tuple[int | str, ...], str]] = {}
     for side, files in (("image", imgs), ("label", labs)):
         groups: dict[tuple[int | str, ...], list[str]] = {}
         for f, k in zip(files, pairing_keys(files)):
@@ -333,7 +334,8 @@ def stack_pairs(
     images : ndarray float32, shape (n, H, W)
     labels : ndarray, shape (n, H, W), dtype of the inputs
     """
-    im_out, lab_out = [], []
+    im_out: list[np.ndarray] = []
+    lab_out: list[np.ndarray] = []
     for im, lab, name in zip(images, labels, names):
         im, lab = np.squeeze(np.asarray(im)), np.squeeze(np.asarray(lab))
         if im.ndim != 2:
@@ -478,14 +480,16 @@ def _central_block(shape: Sequence[int], size: int) -> tuple[slice, ...]:
 
 def measure_label_offset(
     volume: np.ndarray, labels: np.ndarray, *, block: int = REGISTRATION_BLOCK, upsample: int = REGISTRATION_UPSAMPLE
-) -> np.ndarray | None:
+) -> npt.NDArray[np.float64] | None:
     """Offset of a label volume from the volume it labels, by 3-D cross-correlation.
 
     The labels predict a density: every voxel gets the mean volume intensity of its class.  That
-    density is cross-correlated with the volume (``skimage.registration.phase_cross_correlation``
-    with plain, unwhitened correlation and sub-voxel upsampling) over a central block of at most
-    ``block`` voxels per axis; the estimate is refined once with the class means re-estimated from
-    the labels moved by the integer part of the first estimate.
+    density is phase-correlated with the volume (``skimage.registration.phase_cross_correlation``,
+    whitened spectrum, sub-voxel upsampling) over a central block of at most ``block`` voxels per
+    axis; the estimate is refined once with the class means re-estimated from the labels moved by
+    the integer part of the first estimate.  Whitening matters: plain cross-correlation of a slab-like
+    specimen with a missing-wedge reconstruction peaks several voxels off along z (measured on the
+    demo's MLEM volume: 15 voxels off for a 9-voxel z offset), phase correlation is within 0.5 voxel.
 
     Parameters
     ----------
@@ -511,24 +515,24 @@ def measure_label_offset(
 
     sl = _central_block(volume.shape, block)
     vol = np.asarray(volume[sl], dtype=np.float64)
-    lab = np.asarray(labels[sl])
     vol = vol - vol.mean()
-    total = np.zeros(3)
-    for _ in range(2):
-        moved = lab if not total.any() else ndimage.shift(lab, total, order=0, mode="nearest")
-        dens = _label_density(vol, moved)
+    lab = np.asarray(labels[sl])
+
+    def shift_of(lab_block: np.ndarray) -> npt.NDArray[np.float64] | None:
+        dens = _label_density(vol, lab_block)
         if dens is None:
             return None
-        shift, _, _ = phase_cross_correlation(vol, dens - dens.mean(), upsample_factor=upsample, normalization=None)
-        if not total.any():
-            total = np.round(np.asarray(shift, dtype=np.float64))
-            if not total.any():
-                total = np.asarray(shift, dtype=np.float64)
-                break
-        else:
-            total = total + np.asarray(shift, dtype=np.float64)
-            break
-    return -total
+        shift, _, _ = phase_cross_correlation(vol, dens - dens.mean(), upsample_factor=upsample)
+        return np.asarray(shift, dtype=np.float64)
+
+    first = shift_of(lab)
+    if first is None:
+        return None
+    whole = np.round(first)
+    if not whole.any():
+        return -first
+    rest = shift_of(ndimage.shift(lab, whole, order=0, mode="nearest"))
+    return -(whole + rest) if rest is not None else -first
 
 
 def check_label_registration(
@@ -696,7 +700,7 @@ def prepare_annotations(
         labels, reg = check_label_registration(source.images, source.labels, source.voxel_size_nm,
                                                tolerance_vox=max_offset_vox, register=register_labels, where=where)
         idx = choose_slices(source.images.shape[0], int(n_slices), int(seed))
-        images, lab = extract_slices(source.images, labels, idx, where=where)
+        images, lab = extract_slices(source.images, labels, idx.tolist(), where=where)
         info: dict[str, Any] = {"sample": sample, "source": "volume", "axis": 0, "indices": idx.tolist(),
                                 "volume": source.paths.get("volume"), "true_labels": source.paths.get("true_labels"),
                                 "seed": int(seed), "registration": reg}

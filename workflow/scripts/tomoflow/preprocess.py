@@ -47,11 +47,11 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "HOT_PIXEL_SIGMA",
-    "MAX_SPIKE_PX",
     "MAX_HOT_FRACTION",
+    "MAX_SPIKE_PX",
     "HotPixels",
-    "remove_hot_pixels",
     "find_hot_pixels",
+    "remove_hot_pixels",
 ]
 
 #: Default detection threshold, in robust SDs of the local noise (ccderaser's PeakCriterion default).

@@ -32,7 +32,7 @@ from .volumes import (
     write_volume,
 )
 
-from .annotations import read_annotation_pairs, read_annotation_source, read_annotation_tiff  # noqa: F401
+from .annotations import preflight_annotation_pairs, read_annotation_pairs, read_annotation_source  # noqa: F401
 
 __all__ = [
     "TiltSeries",

@@ -25,14 +25,58 @@ import numpy as np
 
 from ..annotations import AnnotationSource, pair_files, stack_pairs
 from ..errors import InputError
-from .volumes import MRC_SUFFIXES, TIFF_SUFFIXES, PathLike, _require_file, _tiff, _tiff_voxel_nm, read_volume, voxel_size_or
+from .volumes import (
+    MRC_SUFFIXES,
+    TIFF_SUFFIXES,
+    PathLike,
+    _require_file,
+    _tiff,
+    _tiff_voxel_nm,
+    read_volume,
+    volume_shape,
+    voxel_size_or,
+)
 
 log = logging.getLogger(__name__)
 
-__all__ = ["read_annotation_tiff", "read_annotation_pairs", "read_annotation_volume", "read_annotation_source"]
+__all__ = [
+    "preflight_annotation_pairs",
+    "read_annotation_pairs",
+    "read_annotation_source",
+    "read_annotation_tiff",
+    "read_annotation_volume",
+]
 
 _LABEL_FIX = ("save the labels as a single-channel integer image holding the class index per pixel "
               "(e.g. napari Labels layer > Save, ilastik 'Simple Segmentation' export), not a coloured rendering")
+
+
+def _layout(tif: Any, p: Path, role: str) -> tuple[str, tuple[int, ...], int]:
+    """Axes, shape and samples per pixel of a TIFF's one series; refuses what is never usable."""
+    if len(tif.series) > 1:
+        shapes = sorted({tuple(s.shape) for s in tif.series})
+        raise InputError(p, f"TIFF pages of different shapes {shapes[:3]}",
+                         "save every slice with the same size in one stack (or one slice per file)")
+    series = tif.series[0]
+    axes, shape = series.axes, tuple(int(n) for n in series.shape)
+    samples = int(getattr(tif.pages[0], "samplesperpixel", 1) or 1)
+    if "C" in axes and shape[axes.index("C")] > 1:
+        raise InputError(p, f"multi-channel stack ({shape[axes.index('C')]} channels, axes {axes})",
+                         "save one channel only (the raw intensities, or the class-index labels)")
+    if "S" in axes and samples > 1 and role == "label":
+        raise InputError(p, f"label image is RGB colour ({samples} samples per pixel, shape {shape})", _LABEL_FIX)
+    plain = [n for ax, n in zip(axes, shape) if ax != "S" and n > 1]
+    if len(plain) > 3 or len(plain) < 2:
+        raise InputError(p, f"expected slices (n, H, W), got shape {shape} (axes {axes})",
+                         "save the slices as one plain stack of 2-D images")
+    return axes, shape, samples
+
+
+def _slices_shape(axes: str, shape: tuple[int, ...]) -> tuple[int, int, int]:
+    plain = [n for ax, n in zip(axes, shape) if ax != "S" and n > 1]
+    if len(plain) == 2:
+        return (1, plain[0], plain[1])
+    return (plain[0], plain[1], plain[2])
 
 
 def read_annotation_tiff(path: PathLike, role: str) -> tuple[np.ndarray, float | None]:
@@ -54,24 +98,11 @@ def read_annotation_tiff(path: PathLike, role: str) -> tuple[np.ndarray, float |
     """
     p = _require_file(path, f"annotation {role}")
     with _tiff(p) as tif:
-        if len(tif.series) > 1:
-            shapes = sorted({tuple(s.shape) for s in tif.series})
-            raise InputError(p, f"TIFF pages of different shapes {shapes[:3]}",
-                             "save every slice with the same size in one stack (or one slice per file)")
-        series = tif.series[0]
-        axes, shape = series.axes, tuple(series.shape)
-        page = tif.pages[0]
-        samples = int(getattr(page, "samplesperpixel", 1) or 1)
+        axes, shape, samples = _layout(tif, p, role)
         voxel = _tiff_voxel_nm(tif)
-        data = series.asarray()
-    if "C" in axes and shape[axes.index("C")] > 1:
-        raise InputError(p, f"multi-channel stack ({shape[axes.index('C')]} channels, axes {axes})",
-                         "save one channel only (the raw intensities, or the class-index labels)")
+        data = np.asarray(tif.series[0].asarray())
     if "S" in axes and samples > 1:
-        s_ax = axes.index("S")
-        if role == "label":
-            raise InputError(p, f"label image is RGB colour ({samples} samples per pixel, shape {shape})", _LABEL_FIX)
-        colour = np.moveaxis(data, s_ax, -1)[..., :3]
+        colour = np.moveaxis(data, axes.index("S"), -1)[..., :3]
         if not (np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(colour[..., 0], colour[..., 2])):
             raise InputError(p, f"image is RGB colour with different channels ({samples} samples per pixel, "
                              f"shape {shape}), not the measured intensities",
@@ -79,19 +110,71 @@ def read_annotation_tiff(path: PathLike, role: str) -> tuple[np.ndarray, float |
                              "intensities), not a coloured overlay or rendering")
         log.info("%s: greyscale saved as RGB (equal channels); read as one channel", p)
         data = colour[..., 0]
-        axes = axes.replace("S", "")
-    data = np.asarray(data)
-    if data.ndim == 2:
-        data = data[np.newaxis]
-    elif data.ndim > 3:
-        squeezed = np.squeeze(data)
-        if squeezed.ndim > 3 or squeezed.ndim < 2:
-            raise InputError(p, f"expected slices (n, H, W), got shape {data.shape} (axes {axes})",
-                             "save the slices as one plain stack of 2-D images")
-        data = squeezed if squeezed.ndim == 3 else squeezed[np.newaxis]
-    if min(data.shape) < 1:
-        raise InputError(p, f"empty image, shape {data.shape}", "re-export the file")
-    return data, voxel
+    return data.reshape(_slices_shape(axes, shape)), voxel
+
+
+def _tiff_slices_shape(path: Path, role: str) -> tuple[int, int, int]:
+    with _tiff(_require_file(path, f"annotation {role}")) as tif:
+        return _slices_shape(*_layout(tif, path, role)[:2])
+
+
+def preflight_annotation_pairs(images: PathLike, labels: PathLike) -> list[dict[str, Any]]:
+    """Start-up check of user annotations from names and TIFF headers only (no pixel data read).
+
+    Pairs folders by name (:func:`tomoflow.annotations.pair_files`) and checks every TIFF's layout:
+    colour labels, multi-channel stacks, pages of mixed shapes, several slices in a folder's file,
+    image/label shapes that differ.  (Whether an RGB *image* is grey is decided when it is read.)
+
+    Returns
+    -------
+    list of dict
+        The pair records ``{"image", "label", "page", "shape"}`` :func:`read_annotation_pairs` will
+        produce.
+    """
+    im_path, lab_path = Path(images), Path(labels)
+    where = _check_pair_paths(im_path, lab_path)
+    if im_path.is_dir():
+        out = []
+        for a, b in pair_files(_tiffs(im_path), _tiffs(lab_path), where):
+            sa, sb = _tiff_slices_shape(Path(a), "image"), _tiff_slices_shape(Path(b), "label")
+            _check_one_slice(a, sa[0])
+            _check_one_slice(b, sb[0])
+            if sa != sb:
+                raise InputError(f"{a} / {b}", f"image shape {sa[1:]} and label shape {sb[1:]} differ",
+                                 "export image and label slices with the same size")
+            out.append({"image": a, "label": b, "page": 0, "shape": list(sa[1:])})
+        return out
+    shapes = []
+    for p, role in ((im_path, "image"), (lab_path, "label")):
+        if p.suffix.lower() in TIFF_SUFFIXES:
+            shapes.append(_tiff_slices_shape(p, role))
+        elif p.suffix.lower() in MRC_SUFFIXES:
+            n, h, w = volume_shape(p)
+            shapes.append((n, h, w))
+        else:
+            raise InputError(p, f"unknown annotation file type {p.suffix!r}", "save annotations as .tif/.tiff (or .mrc) stacks")
+    if shapes[0] != shapes[1]:
+        raise InputError(where, f"image stack shape {shapes[0]} and label stack shape {shapes[1]} differ",
+                         "export images and labels with the same number and size of slices")
+    return [{"image": str(im_path), "label": str(lab_path), "page": k, "shape": list(shapes[0][1:])}
+            for k in range(shapes[0][0])]
+
+
+def _check_pair_paths(im_path: Path, lab_path: Path) -> str:
+    for p, what in ((im_path, "annotation_images"), (lab_path, "annotation_labels")):
+        if not p.exists():
+            raise InputError(p, f"{what} not found", f"check the `{what}` path in the sample table")
+    where = f"{im_path} / {lab_path}"
+    if im_path.is_dir() != lab_path.is_dir():
+        raise InputError(where, "one of annotation_images/annotation_labels is a folder, the other a file",
+                         "give two TIFF stacks or two folders of single-slice TIFFs")
+    return where
+
+
+def _check_one_slice(path: str, n: int) -> None:
+    if n != 1:
+        raise InputError(path, f"holds {n} slices; a folder must hold one slice per file",
+                         "save one 2-D slice per file, or give two stacks instead of two folders")
 
 
 def _read_stack(path: Path, role: str) -> tuple[np.ndarray, float | None]:
@@ -132,13 +215,7 @@ def read_annotation_pairs(
         slice ``{"image", "label", "page", "shape"}``.
     """
     im_path, lab_path = Path(images), Path(labels)
-    for p, what in ((im_path, "annotation_images"), (lab_path, "annotation_labels")):
-        if not p.exists():
-            raise InputError(p, f"{what} not found", f"check the `{what}` path in the sample table")
-    where = f"{im_path} / {lab_path}"
-    if im_path.is_dir() != lab_path.is_dir():
-        raise InputError(where, "one of annotation_images/annotation_labels is a folder, the other a file",
-                         "give two TIFF stacks or two folders of single-slice TIFFs")
+    where = _check_pair_paths(im_path, lab_path)
     pairs: list[dict[str, Any]] = []
     if im_path.is_dir():
         file_pairs = pair_files(_tiffs(im_path), _tiffs(lab_path), where)
@@ -146,10 +223,8 @@ def read_annotation_pairs(
         for a, b in file_pairs:
             im, vx = read_annotation_tiff(a, "image")
             lab, _ = read_annotation_tiff(b, "label")
-            for arr, f in ((im, a), (lab, b)):
-                if arr.shape[0] != 1:
-                    raise InputError(f, f"holds {arr.shape[0]} slices; a folder must hold one slice per file",
-                                     "save one 2-D slice per file, or give two stacks instead of two folders")
+            _check_one_slice(a, im.shape[0])
+            _check_one_slice(b, lab.shape[0])
             if im.shape != lab.shape:
                 raise InputError(f"{a} / {b}", f"image shape {im.shape[1:]} and label shape {lab.shape[1:]} differ",
                                  "export image and label slices with the same size")
