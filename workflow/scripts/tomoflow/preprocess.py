@@ -11,9 +11,10 @@ statistics:
 
 1. ``r = x - median3(x)``, the excess of every pixel over the median of its 3×3 neighbourhood.
 2. The pixel noise ``σ`` is estimated robustly (``1.4826 × MAD`` of second differences along rows
-   and columns, / √1.5, which vanish on ramps and edges) as a function of the local intensity ``median3(x)`` (``NOISE_BINS`` quantile bins,
-   interpolated): shot noise grows with the signal, so a bright specimen is judged against its own
-   noise; never below ``SIGMA_FLOOR`` × the whole image's σ.
+   and columns, / √1.5, which vanish on ramps and edges) as a function of the local intensity
+   ``median3(x)`` (``NOISE_BINS`` quantile bins, interpolated): shot noise grows with the signal, so
+   a bright specimen is judged against its own noise; never below ``SIGMA_FLOOR`` × the whole
+   image's σ.
 3. Candidates are pixels with ``r > threshold_sigma × σ``; they are grouped into 8-connected patches.
 4. A patch is a spike when it has at most ``max_spike_px`` pixels **and** its brightest pixel exceeds
    every pixel bordering the patch by more than ``threshold_sigma × σ`` **and** by at least
@@ -89,6 +90,10 @@ class HotPixels:
         ``(n_tilts, ny, nx)`` of the stack.
     threshold_sigma : float
         The detection threshold used (robust SDs).
+    max_spike_px : int
+        The largest patch taken for a spike.
+    non_finite : ndarray of int64, shape (n_tilts,)
+        NaN/±Inf pixels per tilt (included in ``counts``).
     """
 
     counts: npt.NDArray[np.int64]
@@ -254,6 +259,25 @@ def find_hot_pixels(
     return out
 
 
+def _repair(img: npt.NDArray[np.float64], replace: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
+    """``img`` with the ``replace`` pixels set to the median of the valid pixels of their 5×5 window
+    (9×9, 17×17, 33×33 where a window holds none; the image median as a last resort)."""
+    out = img.copy()
+    if not replace.any():
+        return out
+    ys, xs = np.nonzero(replace)
+    valid = ~replace
+    fill = np.full(len(ys), np.nan)
+    for half in (2, 4, 8, 16):
+        todo = np.isnan(fill)
+        if not todo.any():
+            break
+        fill[todo] = _window_medians(img, valid, ys[todo], xs[todo], half)
+    fill[np.isnan(fill)] = np.median(img[valid])
+    out[ys, xs] = fill
+    return out
+
+
 def remove_hot_pixels(
     stack: npt.ArrayLike,
     *,
@@ -323,18 +347,9 @@ def remove_hot_pixels(
                              f"image, at most {100 * max_fraction:g} % can be repaired)",
                              f"remove tilt index {t} and its angle from the stack, or raise "
                              "align.hot_pixel_threshold if these are real features")
-        out = img.copy()
+        out = _repair(img, replace)
         if n:
             ys, xs = np.nonzero(replace)
-            valid = ~replace
-            fill = np.full(n, np.nan)
-            for half in (2, 4, 8, 16):
-                todo = np.isnan(fill)
-                if not todo.any():
-                    break
-                fill[todo] = _window_medians(img, valid, ys[todo], xs[todo], half)
-            fill[np.isnan(fill)] = np.median(img[valid])
-            out[ys, xs] = fill
             positions.append(np.column_stack([np.full(n, t), ys, xs]))
             values.append(img[ys, xs])
             log.info("tilt index %d: %d pixel(s) replaced (%d spike, %d NaN/Inf)", t, n, n - bad_n, bad_n)
