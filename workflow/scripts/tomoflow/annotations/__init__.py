@@ -9,7 +9,8 @@ user annotations (napari, Fiji, ilastik exports) arrive as a pair of TIFF stacks
 single-slice TIFFs paired by the slice numbers in their names (:func:`pair_files`).  The files are read
 by :func:`tomoflow.io.read_annotation_pairs` / :func:`tomoflow.io.read_annotation_source` into an
 :class:`AnnotationSource`; :func:`prepare_annotations` turns it into the training stacks and the
-``slices.json`` record.
+``slices.json`` record.  Submodules: :mod:`.pairing` (file names → pairs) and :mod:`.registration`
+(true labels vs the volume); their public names are re-exported here.
 
 Slices larger than the patch size are cut into patches that cover the slice (the paper: a 1024×512 slice
 gives two 512×512 patches); when a side is not a multiple of the patch size the last patch is aligned to
@@ -20,17 +21,20 @@ patches of one slice go to the same set, so validation patches never share pixel
 from __future__ import annotations
 
 import logging
-import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import PurePath
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
-from .errors import InputError
+from ..errors import InputError
+from .pairing import ROLE_WORDS, pair_files, pairing_keys
+from .registration import (
+    MAX_LABEL_OFFSET_VOX,
+    check_label_registration,
+    measure_label_offset,
+)
 
 log = logging.getLogger(__name__)
 
@@ -199,125 +203,6 @@ def validate_annotations(
     return counts
 
 
-#: Words that name a file's role; they are never part of the pairing key (compared lower-case).
-ROLE_WORDS = frozenset({
-    "img", "im", "image", "images", "raw", "data", "input", "intensity", "intensities",
-    "lab", "lbl", "label", "labels", "labeled", "labelled", "mask", "masks", "seg", "segmentation",
-    "segmentations", "annotation", "annotations", "annot", "gt", "truth", "groundtruth",
-})
-_TOKEN = re.compile(r"\d+|[^\W\d_]+")
-TIFF_SUFFIXES = (".tif", ".tiff")
-
-
-def _stem(name: str) -> str:
-    base = PurePath(name).name
-    low = base.lower()
-    for suffix in (".ome.tiff", ".ome.tif") + TIFF_SUFFIXES:
-        if low.endswith(suffix):
-            return base[: -len(suffix)]
-    return PurePath(base).stem
-
-
-def _tokens(name: str) -> list[int | str]:
-    return [int(t) if t.isdigit() else t for t in _TOKEN.findall(_stem(name).lower())]
-
-
-def pairing_keys(names: Sequence[str]) -> list[tuple[int | str, ...]]:
-    """The pairing key of every file name of one folder (see :func:`pair_files` for the rule).
-
-    Parameters
-    ----------
-    names : sequence of str
-        File names (or paths) of one folder.
-
-    Returns
-    -------
-    list of tuple
-        One key per name: its numbers (as ``int``) and its remaining words, in order.
-    """
-    toks = [_tokens(n) for n in names]
-    word_sets = [{t for t in ts if isinstance(t, str)} for ts in toks]
-    shared = set.intersection(*word_sets) if word_sets else set()
-    return [tuple(t for t in ts if not isinstance(t, str) or (t not in shared and t not in ROLE_WORDS))
-            for ts in toks]
-
-
-def _sort_key(key: tuple[int | str, ...]) -> tuple[tuple[int, int, str], ...]:
-    return tuple((0, t, "") if isinstance(t, int) else (1, 0, t) for t in key)
-
-
-def _listing(names: Sequence[str], n_show: int = 3) -> str:
-    shown = ", ".join(PurePath(x).name for x in names[:n_show])
-    return shown + (f" (+{len(names) - n_show} more)" if len(names) > n_show else "")
-
-
-def pair_files(image_files: Sequence[str], label_files: Sequence[str], where: str) -> list[tuple[str, str]]:
-    """Pair image and label slice files by the numbers (and distinguishing words) in their names.
-
-    The rule: a file name (without ``.tif``/``.tiff``) is split into numbers and words at ``_``,
-    ``-``, ``.``, spaces and letter/digit boundaries, lower-cased.  Not part of the key are (1) words
-    that every file of the same folder contains (a common prefix or suffix such as ``img``/``lab``,
-    ``slice``, a sample name, ``Simple Segmentation``) and (2) role words (:data:`ROLE_WORDS`:
-    img/image/raw/lab/label/mask/seg/annotation/gt ...).  What remains - usually just the slice
-    number - is the key; numbers compare as numbers, so ``img_1.tif`` ↔ ``lab_01.tif`` and
-    ``slice_12_image.tif`` ↔ ``slice_12_label.tif``.  A folder of one file keeps only its numbers.
-    Every image must find exactly one label with the same key and vice versa.
-
-    Parameters
-    ----------
-    image_files, label_files : sequence of str
-        Paths of the image slices and of the label slices (any order).
-    where : str
-        The two folders, named in messages.
-
-    Returns
-    -------
-    list of (image, label)
-        Sorted by key (slice number).
-
-    Raises
-    ------
-    InputError
-        No files; two files of one folder with the same key (ambiguous, e.g. ``img_1`` and
-        ``img_01``); any image or label without a partner.  One line with the counts and the first
-        names.
-    """
-    imgs, labs = list(image_files), list(label_files)
-    if not imgs or not labs:
-        side = "image" if not imgs else "label"
-        raise InputError(where, f"no {side} TIFFs found", f"put one .tif per annotated slice in the {side} folder")
-    keyed: dict[str, dict[tuple[int | str, ...], str]] = {}
-    for side, files in (("image", imgs), ("label", labs)):
-        groups: dict[tuple[int | str, ...], list[str]] = {}
-        for f, k in zip(files, pairing_keys(files)):
-            groups.setdefault(k, []).append(f)
-        dup = [sorted(v) for v in groups.values() if len(v) > 1]
-        if dup:
-            raise InputError(
-                where,
-                f"{sum(len(d) for d in dup)} {side} files share a pairing key, e.g. {_listing(dup[0])} "
-                "(numbers compare as numbers; words shared by all files and img/lab/label/mask are ignored)",
-                f"give every {side} file a distinct slice number, or remove the duplicates",
-            )
-        keyed[side] = {k: v[0] for k, v in groups.items()}
-    lone_i = sorted((v for k, v in keyed["image"].items() if k not in keyed["label"]))
-    lone_l = sorted((v for k, v in keyed["label"].items() if k not in keyed["image"]))
-    if lone_i or lone_l:
-        parts = []
-        if lone_i:
-            parts.append(f"images: {_listing(lone_i)}")
-        if lone_l:
-            parts.append(f"labels: {_listing(lone_l)}")
-        raise InputError(
-            where,
-            f"{len(lone_i)} of {len(imgs)} image file(s) and {len(lone_l)} of {len(labs)} label file(s) have no "
-            f"partner with the same slice number ({'; '.join(parts)})",
-            "name each label like its image with the same numbers (e.g. img_03.tif and lab_03.tif), "
-            "or remove the extra files",
-        )
-    return [(keyed["image"][k], keyed["label"][k]) for k in sorted(keyed["image"], key=_sort_key)]
-
-
 def stack_pairs(
     images: Sequence[np.ndarray], labels: Sequence[np.ndarray], names: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -448,165 +333,6 @@ def split_records(
         a = stacks[r["sample"]][r["index"]]
         out.append(a[r["y0"] : r["y0"] + r["height"], r["x0"] : r["x0"] + r["width"]])
     return np.stack(out)
-
-
-# --------------------------------------------------------------------------- registration of true labels
-#: Largest block (voxels per axis) cross-correlated to measure a label offset (a central crop).
-REGISTRATION_BLOCK = 160
-#: Sub-voxel factor of the offset measurement.
-REGISTRATION_UPSAMPLE = 10
-#: Default tolerance (voxels, any axis) of the label-volume offset.
-MAX_LABEL_OFFSET_VOX = 1.0
-
-
-def _label_density(volume: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
-    """Each voxel's class mean of ``volume`` (the density the labels predict); None without contrast."""
-    lab = labels.astype(np.int64).ravel()
-    n = int(lab.max()) + 1
-    counts = np.bincount(lab, minlength=n)
-    sums = np.bincount(lab, weights=volume.astype(np.float64).ravel(), minlength=n)
-    present = counts > 0
-    if present.sum() < 2:
-        return None
-    means = np.where(present, sums / np.maximum(counts, 1), 0.0)
-    if np.ptp(means[present]) <= 0:
-        return None
-    return means[labels.astype(np.int64)]
-
-
-def _central_block(shape: Sequence[int], size: int) -> tuple[slice, ...]:
-    return tuple(slice(max(0, (n - size) // 2), max(0, (n - size) // 2) + min(n, size)) for n in shape)
-
-
-def measure_label_offset(
-    volume: np.ndarray, labels: np.ndarray, *, block: int = REGISTRATION_BLOCK, upsample: int = REGISTRATION_UPSAMPLE
-) -> npt.NDArray[np.float64] | None:
-    """Offset of a label volume from the volume it labels, by 3-D cross-correlation.
-
-    The labels predict a density: every voxel gets the mean volume intensity of its class.  That
-    density is phase-correlated with the volume (``skimage.registration.phase_cross_correlation``,
-    whitened spectrum, sub-voxel upsampling) over a central block of at most ``block`` voxels per
-    axis; the estimate is refined once with the class means re-estimated from the labels moved by
-    the integer part of the first estimate.  Whitening matters: plain cross-correlation of a slab-like
-    specimen with a missing-wedge reconstruction peaks several voxels off along z (measured on the
-    demo's MLEM volume: 15 voxels off for a 9-voxel z offset), phase correlation is within 0.5 voxel.
-
-    Parameters
-    ----------
-    volume : ndarray, shape (n_y, n_z, n_x)
-        Reconstructed intensities.
-    labels : ndarray of int, shape (n_y, n_z, n_x)
-        Class index per voxel.
-    block : int
-        Largest block side, voxels.
-    upsample : int
-        Sub-voxel factor.
-
-    Returns
-    -------
-    ndarray, shape (3,), float64, or None
-        ``(dy, dz, dx)`` in voxels: the labelled structures sit this far from where the volume
-        shows them (``labels(p) = truth(p - offset)``); shifting the labels by ``-offset``
-        registers them.  None when the labels hold fewer than two classes or the classes have the
-        same mean intensity (nothing to correlate).
-    """
-    from scipy import ndimage
-    from skimage.registration import phase_cross_correlation
-
-    sl = _central_block(volume.shape, block)
-    vol = np.asarray(volume[sl], dtype=np.float64)
-    vol = vol - vol.mean()
-    lab = np.asarray(labels[sl])
-
-    def shift_of(lab_block: np.ndarray) -> npt.NDArray[np.float64] | None:
-        dens = _label_density(vol, lab_block)
-        if dens is None:
-            return None
-        shift, _, _ = phase_cross_correlation(vol, dens - dens.mean(), upsample_factor=upsample)
-        return np.asarray(shift, dtype=np.float64)
-
-    first = shift_of(lab)
-    if first is None:
-        return None
-    whole = np.round(first)
-    if not whole.any():
-        return -first
-    rest = shift_of(ndimage.shift(lab, whole, order=0, mode="nearest"))
-    return -(whole + rest) if rest is not None else -first
-
-
-def check_label_registration(
-    volume: np.ndarray,
-    labels: np.ndarray,
-    voxel_size_nm: float,
-    *,
-    tolerance_vox: float = MAX_LABEL_OFFSET_VOX,
-    register: bool = False,
-    where: str = "true_labels",
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Check that true labels sit on the volume; register them (integer voxels) when asked.
-
-    Parameters
-    ----------
-    volume : ndarray, shape (n_y, n_z, n_x)
-        Reconstructed intensities.
-    labels : ndarray of int, shape (n_y, n_z, n_x)
-        True labels.
-    voxel_size_nm : float
-        Voxel size, nm (for the message and the record).
-    tolerance_vox : float
-        Largest accepted offset on any axis, voxels.
-    register : bool
-        Shift the labels onto the volume (by the rounded offset) instead of failing.
-    where : str
-        The label file (and volume) named in messages.
-
-    Returns
-    -------
-    labels : ndarray, shape (n_y, n_z, n_x)
-        The labels, shifted when registered (edge values repeated into the uncovered border).
-    record : dict
-        ``measured_offset_vox``/``_nm`` (dy, dz, dx), ``tolerance_vox``, ``registered``,
-        ``applied_shift_vox`` - for ``slices.json``.
-
-    Raises
-    ------
-    InputError
-        Shapes differ; or the offset exceeds ``tolerance_vox`` and ``register`` is false (the message
-        gives the offset in voxels and nm).
-    """
-    from scipy import ndimage
-
-    if volume.ndim != 3 or labels.shape != volume.shape:
-        raise InputError(where, f"true-label shape {tuple(labels.shape)} differs from the volume shape "
-                         f"{tuple(volume.shape)} (n_slices, n_z, n_x)",
-                         "give the true labels on the reconstruction's voxel grid (same slices, thickness and width)")
-    offset = measure_label_offset(volume, labels)
-    record: dict[str, Any] = {"tolerance_vox": float(tolerance_vox), "registered": False,
-                              "applied_shift_vox": [0, 0, 0]}
-    if offset is None:
-        warnings.warn(f"{where}: the label classes have no intensity contrast in the volume; "
-                      "their registration could not be checked", UserWarning, stacklevel=2)
-        record.update(measured_offset_vox=None, measured_offset_nm=None)
-        return labels, record
-    off = [round(float(o), 2) + 0.0 for o in offset]  # + 0.0: no "-0.0"
-    off_nm = [round(float(o) * voxel_size_nm, 3) + 0.0 for o in offset]
-    record.update(measured_offset_vox=off, measured_offset_nm=off_nm)
-    text = (f"(dy, dz, dx) = ({off[0]:+.1f}, {off[1]:+.1f}, {off[2]:+.1f}) voxels = "
-            f"({off_nm[0]:+.2f}, {off_nm[1]:+.2f}, {off_nm[2]:+.2f}) nm")
-    log.info("true labels vs volume: offset %s (tolerance %g voxel)", text, tolerance_vox)
-    if np.max(np.abs(offset)) <= tolerance_vox:
-        return labels, record
-    if not register:
-        raise InputError(where, f"true labels are displaced from the volume by {text}, more than "
-                         f"{tolerance_vox:g} voxel (3-D cross-correlation of the label-derived density with the volume)",
-                         "give labels in the reconstruction's frame, or set annotations.register_labels: true "
-                         "to shift them onto the volume")
-    shift = -np.round(offset).astype(np.int64)
-    moved = ndimage.shift(labels, shift, order=0, mode="nearest")
-    record.update(registered=True, applied_shift_vox=[int(v) for v in shift])
-    log.info("registered the true labels: shifted by (dy, dz, dx) = %s voxels", [int(v) for v in shift])
-    return moved, record
 
 
 # --------------------------------------------------------------------------- the rule's work
