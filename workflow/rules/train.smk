@@ -17,6 +17,8 @@ rule extract_annotations:
         mode=lambda wc: annotation_mode(wc.sample),
         n_slices=config["annotations"]["n_slices"],
         seed=config["annotations"]["seed"],
+        register_labels=config["annotations"]["register_labels"],
+        max_label_offset_vox=config["annotations"]["max_label_offset_vox"],
         classes=CLASSES,
         pixel_size_nm=sample_float("pixel_size_nm"),
     threads: 1

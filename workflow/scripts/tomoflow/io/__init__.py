@@ -36,6 +36,8 @@ from .volumes import (
     write_volume,
 )
 
+from .annotations import preflight_annotation_pairs, read_annotation_pairs, read_annotation_source  # noqa: F401
+
 __all__ = [
     "StackInfo",
     "file_kind",

@@ -3,9 +3,14 @@
 Annotations are stacks of paired 2-D image/label slices, ``images`` float32 ``(n, H, W)`` (raw
 reconstructed intensities) and ``labels`` uint8 ``(n, H, W)`` with values ``0 .. n_classes-1``
 (0 background/pores, 1 support, 2 particles by default).  For the demo they are slices along axis 0 of the
-reconstructed volume (perpendicular to the tilt axis, ``(n_z, n_x)``) paired with the true labels; user
-annotations (napari, Fiji, ilastik exports) arrive as a pair of TIFF stacks or two folders of paired
-single-slice TIFFs matched by sorted file name.
+reconstructed volume (perpendicular to the tilt axis, ``(n_z, n_x)``) paired with the true labels, after
+checking that the labels sit where the volume shows the specimen (:func:`check_label_registration`);
+user annotations (napari, Fiji, ilastik exports) arrive as a pair of TIFF stacks or two folders of
+single-slice TIFFs paired by the slice numbers in their names (:func:`pair_files`).  The files are read
+by :func:`tomoflow.io.read_annotation_pairs` / :func:`tomoflow.io.read_annotation_source` into an
+:class:`AnnotationSource`; :func:`prepare_annotations` turns it into the training stacks and the
+``slices.json`` record.  Submodules: :mod:`.pairing` (file names → pairs) and :mod:`.registration`
+(true labels vs the volume); their public names are re-exported here.
 
 Slices larger than the patch size are cut into patches that cover the slice (the paper: a 1024×512 slice
 gives two 512×512 patches); when a side is not a multiple of the patch size the last patch is aligned to
@@ -18,23 +23,38 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
+from .pairing import ROLE_WORDS, pair_files, pairing_keys
+from .registration import (
+    MAX_LABEL_OFFSET_VOX,
+    check_label_registration,
+    measure_label_offset,
+)
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "ROLE_WORDS",
+    "AnnotationSet",
+    "AnnotationSource",
+    "check_label_registration",
+    "check_label_values",
     "choose_slices",
     "extract_slices",
-    "validate_annotations",
-    "pair_files",
-    "stack_pairs",
-    "patch_origins",
     "make_split",
+    "measure_label_offset",
+    "pair_files",
+    "pairing_keys",
+    "patch_origins",
+    "prepare_annotations",
     "split_records",
+    "stack_pairs",
+    "validate_annotations",
 ]
 
 
@@ -94,6 +114,44 @@ def extract_slices(
     return volume[idx].astype(np.float32), labels[idx].astype(np.uint8)
 
 
+def check_label_values(labels: np.ndarray, classes: Sequence[str], where: str = "labels") -> np.ndarray:
+    """Check that every label is a class index ``0 … len(classes)-1``; return the labels as an array.
+
+    Parameters
+    ----------
+    labels : ndarray, any shape
+        Integer (or integer-valued float) labels.
+    classes : sequence of str
+    where : str
+        File named in messages.
+
+    Returns
+    -------
+    ndarray (the input, unchanged dtype)
+
+    Raises
+    ------
+    InputError
+        Non-integer values or dtype; values outside the classes (with the first offending values).
+    """
+    lab = np.asarray(labels)
+    if lab.dtype.kind == "f":
+        if not np.all(lab == np.round(lab)):
+            raise InputError(where, "labels are not integers", "save labels as an integer (uint8) image")
+    elif lab.dtype.kind not in "iub":
+        raise InputError(where, f"labels have dtype {lab.dtype}", "save labels as uint8")
+    n = len(classes)
+    lo, hi = lab.min(), lab.max()
+    if lo < 0 or hi >= n:
+        bad = np.unique(lab[(lab < 0) | (lab >= n)])[:10]
+        raise InputError(
+            where,
+            f"label values {bad.tolist()} outside the classes 0..{n - 1} {list(classes)}",
+            "relabel the annotations or extend `classes` in the config",
+        )
+    return lab
+
+
 def validate_annotations(
     images: np.ndarray,
     labels: np.ndarray,
@@ -136,52 +194,13 @@ def validate_annotations(
         raise InputError(where, f"expected (n, H, W) slices, got shape {images.shape}", "give 2-D slices")
     if not np.all(np.isfinite(images)):
         raise InputError(where, "images contain NaN or Inf", "replace non-finite values in the images")
-    lab = np.asarray(labels)
-    if lab.dtype.kind == "f":
-        if not np.all(lab == np.round(lab)):
-            raise InputError(where, "labels are not integers", "save labels as an integer (uint8) image")
-    elif lab.dtype.kind not in "iub":
-        raise InputError(where, f"labels have dtype {lab.dtype}", "save labels as uint8")
+    lab = check_label_values(labels, classes, where)
     n = len(classes)
-    lo, hi = lab.min(), lab.max()
-    if lo < 0 or hi >= n:
-        bad = np.unique(lab[(lab < 0) | (lab >= n)])[:10]
-        raise InputError(
-            where,
-            f"label values {bad.tolist()} outside the classes 0..{n - 1} {list(classes)}",
-            "relabel the annotations or extend `classes` in config/config.yaml",
-        )
     counts = np.bincount(lab.ravel().astype(np.int64), minlength=n)
-    for c in np.flatnonzero(counts == 0):
+    for c in np.flatnonzero(counts == 0).tolist():
         warnings.warn(f"{where}: class {c} ({classes[c]}) never occurs in the annotations", UserWarning,
                       stacklevel=2)
     return counts
-
-
-def pair_files(image_files: Sequence[str], label_files: Sequence[str], where: str) -> list[tuple[str, str]]:
-    """Pair image and label slice files by sorted file name.
-
-    Parameters
-    ----------
-    image_files, label_files : sequence of str
-        Paths (any order); the k-th image in sorted order pairs with the k-th label.
-    where : str
-        Folder named in messages.
-
-    Returns
-    -------
-    list of (str, str)
-    """
-    imgs, labs = sorted(image_files), sorted(label_files)
-    if not imgs:
-        raise InputError(where, "no image TIFFs found", "put one .tif per annotated slice in the image folder")
-    if len(imgs) != len(labs):
-        raise InputError(
-            where,
-            f"{len(imgs)} image files but {len(labs)} label files",
-            "give one label TIFF per image TIFF (paired by sorted file name)",
-        )
-    return list(zip(imgs, labs))
 
 
 def stack_pairs(
@@ -200,7 +219,8 @@ def stack_pairs(
     images : ndarray float32, shape (n, H, W)
     labels : ndarray, shape (n, H, W), dtype of the inputs
     """
-    im_out, lab_out = [], []
+    im_out: list[np.ndarray] = []
+    lab_out: list[np.ndarray] = []
     for im, lab, name in zip(images, labels, names):
         im, lab = np.squeeze(np.asarray(im)), np.squeeze(np.asarray(lab))
         if im.ndim != 2:
@@ -313,3 +333,113 @@ def split_records(
         a = stacks[r["sample"]][r["index"]]
         out.append(a[r["y0"] : r["y0"] + r["height"], r["x0"] : r["x0"] + r["width"]])
     return np.stack(out)
+
+
+# --------------------------------------------------------------------------- the rule's work
+@dataclass
+class AnnotationSource:
+    """Annotation data as read from disk (by :mod:`tomoflow.io.annotations`).
+
+    Attributes
+    ----------
+    mode : {"user", "volume"}
+        ``user``: paired image/label slices; ``volume``: a reconstructed volume and true labels.
+    images : ndarray
+        ``user``: float32 slices, shape (n, H, W); ``volume``: the volume, shape (n_y, n_z, n_x).
+    labels : ndarray
+        Same shape as ``images``; native integer (or integer-valued float) dtype.
+    voxel_size_nm : float
+        Pixel/voxel size, nm.
+    paths : dict of str
+        ``user``: ``{"images", "labels"}``; ``volume``: ``{"volume", "true_labels"}``.
+    pairs : list of dict
+        ``user``: one record per slice, ``{"image", "label", "page", "shape"}`` (file names; the page
+        within a stack file; ``[H, W]``).
+    """
+
+    mode: str
+    images: np.ndarray
+    labels: np.ndarray
+    voxel_size_nm: float
+    paths: dict[str, str]
+    pairs: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class AnnotationSet:
+    """Training stacks of one sample and their ``slices.json`` record.
+
+    Attributes
+    ----------
+    images : ndarray float32, shape (n, H, W)
+    labels : ndarray uint8, shape (n, H, W)
+    voxel_size_nm : float
+    info : dict
+        JSON-ready record of where every slice came from.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    voxel_size_nm: float
+    info: dict[str, Any]
+
+
+def prepare_annotations(
+    source: AnnotationSource,
+    *,
+    classes: Sequence[str],
+    sample: str,
+    n_slices: int = 30,
+    seed: int = 11,
+    register_labels: bool = False,
+    max_offset_vox: float = MAX_LABEL_OFFSET_VOX,
+) -> AnnotationSet:
+    """Validated training stacks (and their record) from a sample's annotation source.
+
+    ``volume`` mode: the true labels' shape and registration are checked against the volume
+    (:func:`check_label_registration`), then ``n_slices`` seeded slices along axis 0 are taken
+    (:func:`choose_slices`).  ``user`` mode: the read pairs are taken as they are.  Both: every label
+    must be a class index and every class is counted (:func:`validate_annotations`).
+
+    Parameters
+    ----------
+    source : AnnotationSource
+    classes : sequence of str
+        Class names; label value = index.
+    sample : str
+        Sample name (for the record).
+    n_slices, seed : int
+        Volume mode: how many slices, and which (seeded).
+    register_labels : bool
+        Volume mode: shift labels that are off the volume instead of failing.
+    max_offset_vox : float
+        Volume mode: largest accepted label offset, voxels.
+
+    Returns
+    -------
+    AnnotationSet
+    """
+    classes = list(classes)
+    if source.mode == "volume":
+        where = f"{source.paths.get('true_labels', 'true_labels')} (vs {source.paths.get('volume', 'volume')})"
+        check_label_values(source.labels, classes, where)
+        labels, reg = check_label_registration(source.images, source.labels, source.voxel_size_nm,
+                                               tolerance_vox=max_offset_vox, register=register_labels, where=where)
+        idx = choose_slices(source.images.shape[0], int(n_slices), int(seed))
+        images, lab = extract_slices(source.images, labels, idx.tolist(), where=where)
+        info: dict[str, Any] = {"sample": sample, "source": "volume", "axis": 0, "indices": idx.tolist(),
+                                "volume": source.paths.get("volume"), "true_labels": source.paths.get("true_labels"),
+                                "seed": int(seed), "registration": reg}
+    else:
+        where = f"{source.paths.get('images')} / {source.paths.get('labels')}"
+        images, lab = source.images, source.labels
+        info = {"sample": sample, "source": "user", "axis": None, "indices": None,
+                "images": source.paths.get("images"), "labels": source.paths.get("labels"),
+                "files": [p["image"] for p in source.pairs], "pairs": source.pairs}
+    counts = validate_annotations(images, lab, classes, where=where)
+    info["class_pixels"] = {c: int(n) for c, n in zip(classes, counts)}
+    info["shape"] = list(images.shape)
+    log.info("%d annotated slices of %dx%d px; class pixels %s", images.shape[0], images.shape[1],
+             images.shape[2], info["class_pixels"])
+    return AnnotationSet(images=np.asarray(images, dtype=np.float32), labels=np.asarray(lab).astype(np.uint8),
+                         voxel_size_nm=float(source.voxel_size_nm), info=info)
