@@ -1,5 +1,4 @@
-"""Rule export_meshes: segmentation -> results/{sample}/meshes/{class}.vtp, {class}.stl, render_{view}.png
-(tomoflow.mesh.mesh_sample: the labels cleaned as for quantification, surfaces in nm, offscreen renders)."""
+"""Rule export_meshes: segmentation -> results/{sample}/meshes/{class}.vtp/.stl, render_{view}.png (tomoflow.mesh.mesh_sample)."""
 
 from pathlib import Path
 
@@ -20,10 +19,10 @@ def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
     )
     views = {Path(path).stem.removeprefix("render_"): path for path in smk.output.renders}
     res = mesh_sample(smk.input.labels, p.classes, settings, list(views), pixel_size_nm=p.pixel_size_nm)
-    for path in list(smk.output.vtp) + list(smk.output.stl):
-        if Path(path).stem not in res.meshes:
-            raise InputError(path, f"no class named {Path(path).stem!r} in {list(p.classes)}", "keep mesh.smk's outputs in sync with `classes`")
-        write_mesh(path, res.meshes[Path(path).stem], Path(path).stem)
+    for path in map(Path, list(smk.output.vtp) + list(smk.output.stl)):
+        if path.stem not in res.meshes:
+            raise InputError(path, f"no class named {path.stem!r} in {list(p.classes)}", "keep mesh.smk's outputs in sync with `classes`")
+        write_mesh(path, res.meshes[path.stem], path.stem)
     for view, path in views.items():
         write_render(path, res.renders[view])
 
