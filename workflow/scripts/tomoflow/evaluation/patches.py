@@ -41,12 +41,13 @@ def validation_records(split: Mapping[str, Any], sample: str, where: str = "spli
     if not isinstance(recs, list):
         raise InputError(where, "no 'validation' list of patch records", "re-run train_unet to write a complete split.json")
     keys = ("sample", "index", "y0", "x0", "height", "width")
-    out = []
+    out: list[dict[str, int | str]] = []
     for k, r in enumerate(recs):
         if not isinstance(r, Mapping) or any(key not in r for key in keys):
             raise InputError(where, f"validation record {k} lacks one of {list(keys)}", "re-run train_unet to write a complete split.json")
         if r["sample"] == sample:
-            out.append({"sample": str(r["sample"]), **{key: int(r[key]) for key in keys[1:]}})
+            rec: dict[str, int | str] = {key: int(r[key]) for key in keys[1:]}
+            out.append({"sample": str(r["sample"]), **rec})
     return out
 
 

@@ -93,6 +93,27 @@ def support_gap_nm(support: npt.NDArray[np.bool_], points_yzx: npt.NDArray[np.in
     return np.sqrt((gap**2).sum(axis=1))
 
 
+def _kept_components(mask: np.ndarray, connectivity: int, n_min: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Connected components of ``mask`` with at least ``n_min`` voxels.
+
+    Returns
+    -------
+    comp : ndarray of int, shape of ``mask``
+        ``scipy.ndimage.label`` numbers, 0 where a component is too small (numbers of the rest unchanged).
+    keep_id : ndarray of int, shape (k,)
+        The numbers kept, ascending.
+    counts : ndarray of int, shape (k,)
+        Their voxel counts.
+    """
+    comp, n = ndimage.label(mask, structure=_structure(connectivity))
+    counts = np.bincount(comp.ravel(), minlength=n + 1)
+    keep_id = np.flatnonzero(counts >= n_min)
+    keep_id = keep_id[keep_id > 0]
+    if keep_id.size < n:
+        comp = np.where(counts[comp] >= n_min, comp, 0)
+    return comp, keep_id, counts[keep_id]
+
+
 def particle_table(labels: npt.ArrayLike, voxel_size_nm: float | Sequence[float], *, particle_label: int = PARTICLES,
                    support_label: int = SUPPORT, connectivity: int = 3, contact_distance_nm: float = 0.5,
                    smoothing_iterations: int = 20, pass_band: float = 0.05, min_diameter_nm: float = 0.0) -> pd.DataFrame:
@@ -125,39 +146,30 @@ def particle_table(labels: npt.ArrayLike, voxel_size_nm: float | Sequence[float]
     """
     lab = np.asarray(labels)
     _check_labels(lab)
-    vs = np.asarray(voxel_size_3(voxel_size_nm))
+    vs3 = voxel_size_3(voxel_size_nm)
+    vs = np.asarray(vs3)
     if contact_distance_nm < 0:
         raise InputError("quantify.contact_distance_nm", f"must be >= 0, got {contact_distance_nm}", "use e.g. 0.5")
-    n_min = min_particle_voxels(min_diameter_nm, vs)
-    comp, n = ndimage.label(lab == particle_label, structure=_structure(connectivity))
-    counts = np.bincount(comp.ravel(), minlength=n + 1)
-    if n_min > 1:  # drop components below the minimum size; numbering of the rest unchanged
-        keep_id = np.flatnonzero(counts >= n_min)
-        keep_id = keep_id[keep_id > 0]
-        comp = np.where(counts[comp] >= n_min, comp, 0)
-    else:
-        keep_id = np.arange(1, n + 1)
+    comp, keep_id, counts = _kept_components(lab == particle_label, connectivity, min_particle_voxels(min_diameter_nm, vs3))
     if keep_id.size == 0:
         return pd.DataFrame({c: pd.Series(dtype=float) for c in PARTICLE_COLUMNS}).astype(
             {"particle_id": int, "n_voxels": int, "touches_support": bool, "touches_border": bool})
+    n = int(keep_id[-1])
     pts = np.argwhere(comp > 0)
     ids = comp[pts[:, 0], pts[:, 1], pts[:, 2]]
-    counts = counts[keep_id]
     cen = np.stack([np.bincount(ids, weights=pts[:, k], minlength=n + 1)[keep_id] for k in range(3)], axis=1) / counts[:, None]
     volume = counts * float(np.prod(vs))
     eqd = np.cbrt(6.0 * volume / math.pi)
     support = lab == support_label
+    dist = np.full(n + 1, np.inf if support.any() else np.nan)
     if support.any():
-        dist = np.full(n + 1, np.inf)
-        np.minimum.at(dist, ids, support_gap_nm(support, pts, vs))
-        dist = dist[keep_id]
-    else:
-        dist = np.full(keep_id.size, np.nan)
+        np.minimum.at(dist, ids, support_gap_nm(support, pts, vs3))
+    dist = dist[keep_id]
     objects = ndimage.find_objects(comp, max_label=n)
     border = np.array([any(s.start == 0 or s.stop == size for s, size in zip(objects[i - 1], lab.shape)) for i in keep_id])
     log.info("meshing %d particles for their surface areas", keep_id.size)
     # object_surfaces numbers the kept components 1…K in the same scan order
-    _, area = object_surfaces(comp > 0, vs, connectivity=connectivity,
+    _, area = object_surfaces(comp > 0, vs3, connectivity=connectivity,
                               smoothing_iterations=smoothing_iterations, pass_band=pass_band)
     with np.errstate(divide="ignore", invalid="ignore"):
         sphericity = np.where(area > 0, math.pi ** (1 / 3) * (6 * volume) ** (2 / 3) / area, np.nan)

@@ -160,8 +160,9 @@ def size_histogram(tables: Mapping[str, pd.DataFrame], reference_diameters_nm: n
         ax.set_xlim(0, 1)
     else:
         hi = float(allv.max())
-        edges = np.histogram_bin_edges(allv, bins=max(10, min(40, int(np.sqrt(allv.size)) + 5)), range=(0.0, hi * 1.05))
-        styles = {"predicted": dict(color="tab:red"), "true": dict(color="black"), "generator": dict(color="tab:grey", linestyle="--")}
+        edges = np.histogram_bin_edges(allv, bins=max(10, min(40, int(np.sqrt(allv.size)) + 5)), range=(0.0, hi * 1.05)).tolist()
+        styles: dict[str, dict[str, Any]] = {"predicted": {"color": "tab:red"}, "true": {"color": "black"},
+                                             "generator": {"color": "tab:grey", "linestyle": "--"}}
         for k, (name, v) in enumerate(series.items()):
             st = styles.get(name, {})
             label = f"{name} (n = {v.size}" + (f", mean {v.mean():.2f} nm)" if v.size else ")")
