@@ -80,10 +80,7 @@ def main() -> None:
 
 
 def demo() -> None:
-    import os
-
-    os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkOSOpenGLRenderWindow")
-    from tomoflow.synthetic import make_specimen
+    from tomoflow.synthetic import make_specimen  # render() sets up offscreen rendering in its child process
 
     spec = make_specimen()
     lab, vs = spec.labels, spec.pixel_size_nm

@@ -1,12 +1,9 @@
-"""tomoflow.evaluation (patches, volumes, tables, figures) and the evaluate_segmentation rule script."""
+"""tomoflow.evaluation (patches, volumes, tables, figures) and evaluate_sample (the evaluate_segmentation rule's call)."""
 
 from __future__ import annotations
 
 import json
 import math
-import runpy
-from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,7 +14,6 @@ from tomoflow.errors import InputError
 from tomoflow.metrics import aggregate_metrics, segmentation_metrics
 
 NAMES = ["background", "support", "particles"]
-REPO = Path(__file__).resolve().parents[1]
 
 
 def threshold_labels(images: np.ndarray) -> np.ndarray:
@@ -200,24 +196,10 @@ def test_figures(tmp_path):
     assert (tmp_path / "errors.png").stat().st_size > 1000
 
 
-def _smk(tmp_path, inputs, sample="demo"):
-    out = tmp_path / "results" / sample / "metrics"
-    return SimpleNamespace(
-        input=SimpleNamespace(**inputs),
-        output=SimpleNamespace(
-            metrics=str(out / "metrics.json"), table1=str(out / "table1.tsv"), rhd=str(out / "rhd.tsv"),
-            rhd_png=str(out / "rhd.png"), errors=str(out / "errors.png"),
-        ),
-        params=SimpleNamespace(classes=NAMES, percentiles=[50, 95, 100], patch_size=[16, 16], batch_size=4, tta=False,
-                               pixel_size_nm=0.4, error_examples=2),
-        wildcards=SimpleNamespace(sample=sample),
-        threads=1,
-        log=[str(tmp_path / "logs" / "evaluate.log")],
-        rule="evaluate_segmentation",
-    ), out
+SETTINGS = ev.EvaluationSettings(percentiles=(50.0, 95.0, 100.0), patch_size=(16, 16), batch_size=4, error_examples=2)
 
 
-def test_rule_script_volume_only(tmp_path):
+def test_evaluate_sample_volume_only(tmp_path):
     from tomoflow import io
 
     truth = np.zeros((4, 24, 32), np.uint8)
@@ -225,29 +207,33 @@ def test_rule_script_volume_only(tmp_path):
     truth[1:3, 4:8, 4:8] = 2
     pred = truth.copy()
     pred[1:3, 4:8, 4:8] = 0
-    pred[1:3, 5:9, 4:8] = 2
+    pred[1:3, 5:9, 4:8] = 2  # the particles shifted by one voxel (0.4 nm) along z
     io.write_labels(tmp_path / "labels.tif", truth, 0.4)
     io.write_labels(tmp_path / "seg.tif", pred, 0.4)
-    smk, out = _smk(tmp_path, {"true_labels": str(tmp_path / "labels.tif"), "segmentation": str(tmp_path / "seg.tif")})
-    runpy.run_path(str(REPO / "workflow" / "scripts" / "evaluate_segmentation.py"), init_globals={"snakemake": smk})
-    doc = json.loads((out / "metrics.json").read_text())
+    res = ev.evaluate_sample("demo", NAMES, SETTINGS, true_labels=tmp_path / "labels.tif", segmentation=tmp_path / "seg.tif")
+    doc = json.loads(json.dumps(res.metrics))  # JSON-ready
     assert "validation_patches" not in doc and doc["volume_slices"]["n"] == 4
     assert doc["volume_3d"]["particles"]["hausdorff_nm"] == pytest.approx(0.4)
-    assert doc["volume_3d"]["particles"]["dsc"] == pytest.approx(0.75)
-    t1 = io.read_tsv(out / "table1.tsv")
-    assert list(t1["evaluation"].unique()) == ["volume_slices", "volume_3d"]
-    assert (out / "rhd.png").stat().st_size > 1000 and (out / "errors.png").stat().st_size > 1000
+    assert doc["volume_3d"]["particles"]["dsc"] == pytest.approx(0.75)  # 2·24 / (32 + 32)
+    assert doc["pixel_size_nm"] == 0.4
+    assert list(res.table1["evaluation"].unique()) == ["volume_slices", "volume_3d"]
+    assert isinstance(res.rhd_figure, Figure) and isinstance(res.errors_figure, Figure)
+    assert set(res.rhd["evaluation"]) == {"volume_slices", "volume_3d"}
 
 
-def test_rule_script_nothing_to_evaluate(tmp_path):
-    smk, out = _smk(tmp_path, {})
-    with pytest.raises(SystemExit):
-        runpy.run_path(str(REPO / "workflow" / "scripts" / "evaluate_segmentation.py"), init_globals={"snakemake": smk})
-    assert "nothing to evaluate" in Path(smk.log[0]).read_text()
-    assert not (out / "metrics.json").exists()
+def test_evaluate_sample_nothing_to_evaluate(tmp_path):
+    with pytest.raises(InputError, match="nothing to evaluate"):
+        ev.evaluate_sample("demo", NAMES, SETTINGS)
+    # a split without patches of this sample is nothing either (no model is loaded)
+    from tomoflow import io
+
+    io.write_json(tmp_path / "split.json", SPLIT)
+    with pytest.raises(InputError, match="nothing to evaluate"):
+        ev.evaluate_sample("nobody", NAMES, SETTINGS, split=tmp_path / "split.json", images=tmp_path / "x.tif",
+                           labels=tmp_path / "y.tif", model=tmp_path / "missing.keras")
 
 
-def test_rule_script_validation_patches_with_keras_model(tmp_path):
+def test_evaluate_sample_validation_patches_with_keras_model(tmp_path):
     keras = pytest.importorskip("keras")
     from tomoflow import io
 
@@ -264,10 +250,9 @@ def test_rule_script_validation_patches_with_keras_model(tmp_path):
     io.write_volume(tmp_path / "images.tif", imgs, 0.4)
     io.write_labels(tmp_path / "labels.tif", labels, 0.4)
     io.write_json(tmp_path / "split.json", SPLIT)
-    smk, out = _smk(tmp_path, {"model": str(tmp_path / "unet.keras"), "split": str(tmp_path / "split.json"),
-                               "images": str(tmp_path / "images.tif"), "labels": str(tmp_path / "labels.tif")})
-    runpy.run_path(str(REPO / "workflow" / "scripts" / "evaluate_segmentation.py"), init_globals={"snakemake": smk})
-    doc = json.loads((out / "metrics.json").read_text())
+    res = ev.evaluate_sample("demo", NAMES, SETTINGS, model=tmp_path / "unet.keras", split=tmp_path / "split.json",
+                             images=tmp_path / "images.tif", labels=tmp_path / "labels.tif")
+    doc = res.metrics
     vp = doc["validation_patches"]
     assert vp["n"] == 3
     per = vp["per_patch"]
@@ -275,5 +260,5 @@ def test_rule_script_validation_patches_with_keras_model(tmp_path):
     # patch 2 (slice 2, y 16:32, x 32:48) holds the unseen 4×4 particle: 16 false negatives
     assert per[1]["particles"]["fn"] >= 16
     assert per[1]["particles"]["recall"] < 1.0
-    t1 = io.read_tsv(out / "table1.tsv")
+    t1 = res.table1
     assert list(t1["evaluation"]) == ["validation_patches"] * 3

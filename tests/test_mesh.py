@@ -242,3 +242,46 @@ def test_render_with_tensorflow_loaded_in_the_same_process():
     assert img.shape == (120, 160, 3)
     red = (img[..., 0] > 120) & (img[..., 1] < 80)
     assert red.mean() > 0.002
+
+
+def test_offscreen_environment_is_set_in_one_place_and_keeps_user_values():
+    from tomoflow.mesh import OFFSCREEN_ENV, offscreen_environment
+
+    env = offscreen_environment({"PATH": "/bin"})
+    assert env == {"PATH": "/bin", **OFFSCREEN_ENV}
+    assert OFFSCREEN_ENV == {"VTK_DEFAULT_OPENGL_WINDOW": "vtkOSOpenGLRenderWindow"}
+    # a value chosen by the user (e.g. EGL on a GPU node) wins
+    assert offscreen_environment({"VTK_DEFAULT_OPENGL_WINDOW": "vtkEGLRenderWindow"})["VTK_DEFAULT_OPENGL_WINDOW"] == "vtkEGLRenderWindow"
+
+
+def test_mesh_sample_cleans_specks_like_quantify_and_keeps_ids(tmp_path):
+    """Meshes and particles.tsv describe the same cleaned labels: same particle count, component_id =
+    particle_id, and the specks are gone from the particle surface."""
+    from tomoflow import io
+    from tomoflow.mesh import MeshSettings, mesh_sample
+    from tomoflow.quantify import QuantifySettings, quantify_sample
+
+    vs = (0.4, 0.4, 0.4)
+    shape = (20, 24, 28)
+    lab = np.zeros(shape, np.uint8)
+    lab[:, 14:, :] = 1
+    lab[ball(shape, vs, (3.0, 4.4, 3.0), 1.2)] = 2
+    lab[ball(shape, vs, (4.0, 4.0, 8.0), 1.0)] = 2
+    specks = [(15, 2, 20), (2, 18, 20), (17, 3, 3)]  # two in the background, one inside the support
+    for p in specks:
+        lab[p] = 2
+    io.write_labels(tmp_path / "seg.tif", lab, 0.4)
+    res = mesh_sample(tmp_path / "seg.tif", CLASSES, MeshSettings(smoothing_iterations=10, render_size=(64, 48)),
+                      views=["iso"])
+    assert res.n_specks_removed == 3 and res.renders["iso"].shape == (48, 64, 3)
+    ids = np.unique(np.asarray(res.meshes["particles"].cell_data["component_id"]))
+    q = quantify_sample("s", CLASSES, tmp_path / "seg.tif", QuantifySettings(smoothing_iterations=10))
+    assert q.summary["n_specks_removed"] == 3 and q.summary["predicted"]["n_particles"] == 2
+    assert ids.tolist() == q.particles["particle_id"].tolist() == [1, 2]
+    # the particle surface encloses the two balls' voxels only (no speck pieces)
+    n_vox = int(((lab == 2).sum()) - len(specks))
+    assert mesh_stats(res.meshes["particles"])["n_pieces"] == 2
+    assert signed_volume(res.meshes["particles"]) == pytest.approx(n_vox * 0.064, rel=0.02)
+    # without the clean-up the specks are meshed (5 pieces) but still not counted as particles
+    raw = mesh_sample(tmp_path / "seg.tif", CLASSES, MeshSettings(smoothing_iterations=10, remove_specks=False), views=[])
+    assert mesh_stats(raw.meshes["particles"])["n_pieces"] == 5 and raw.n_specks_removed == 0

@@ -13,10 +13,14 @@ from scipy import ndimage
 from tomoflow.errors import InputError
 from tomoflow.quantify import (
     PARTICLE_COLUMNS,
+    QuantifySettings,
     compare,
     match_specimen,
+    min_particle_voxels,
     particle_table,
     quantify,
+    quantify_sample,
+    remove_specks,
     size_histogram,
     specimen_particles,
     support_envelope,
@@ -194,3 +198,110 @@ def test_demo_specimen_count_and_diameter():
     assert m["n_matched"] == len(ref)
     assert s["fraction_touching_support"] == 1.0  # the generator anchors every particle on the support
     assert isinstance(pd.DataFrame(table), pd.DataFrame)
+
+
+# --------------------------------------------------------------------------- minimum size and clean-up
+def test_min_particle_voxels_by_hand():
+    # π d³ / 6 / V: 0.5 nm at 0.4 nm voxels = 0.0654 / 0.064 = 1.02 -> 2 voxels; 1 nm -> 8.18 -> 9
+    assert min_particle_voxels(0.5, 0.4) == 2
+    assert min_particle_voxels(1.0, 0.4) == 9
+    assert min_particle_voxels(0.0, 0.4) == 1
+    # a particle of exactly the minimum volume is kept: d = (6·3·V/π)^(1/3) needs 3 voxels, not 4
+    vs = (0.4, 0.3, 0.5)
+    d3 = (6 * 3 * 0.4 * 0.3 * 0.5 / math.pi) ** (1 / 3)
+    assert min_particle_voxels(d3, vs) == 3
+    with pytest.raises(InputError, match="min_particle_diameter_nm"):
+        min_particle_voxels(-1.0, 0.4)
+
+
+def speck_scene():
+    """Support slab; one real particle on it (27 voxels); specks: 1 voxel in the support, 1 in a pore,
+    2 voxels (edge contact) floating in the background; a 1-voxel speck touching the real particle at a corner
+    belongs to it (connectivity 3)."""
+    lab = np.zeros((16, 16, 16), np.uint8)
+    lab[:, 8:, :] = 1
+    lab[4:7, 5:8, 4:7] = 2  # real particle resting on the support (z 5..7, support from z 8)
+    lab[12, 12, 12] = 2  # speck inside the support
+    lab[3, 2, 12] = 2  # speck in the background
+    lab[10, 2, 2] = lab[11, 3, 2] = 2  # two voxels joined at an edge: one component of 2 voxels
+    lab[7, 4, 7] = 2  # corner contact with the real particle: part of it
+    return lab
+
+
+def test_remove_specks_drops_and_counts_small_objects_keeps_particles():
+    lab = speck_scene()
+    before = lab.copy()
+    out, n = remove_specks(lab, 0.4, 0.5)  # min 2 voxels: the two 1-voxel specks go
+    np.testing.assert_array_equal(lab, before)  # input untouched
+    assert n == 2
+    assert out[12, 12, 12] == 1  # surrounded by support -> support
+    assert out[3, 2, 12] == 0  # in the background -> background
+    assert out[10, 2, 2] == out[11, 3, 2] == 2  # 2 voxels = 0.625 nm: a particle
+    assert (out[4:7, 5:8, 4:7] == 2).all() and out[7, 4, 7] == 2  # the real particle, with its corner voxel
+    assert sorted(map(tuple, np.argwhere(out != before).tolist())) == [(3, 2, 12), (12, 12, 12)]  # nothing else
+    # 1 nm minimum (9 voxels): the 2-voxel object goes too, the 28-voxel particle stays
+    out1, n1 = remove_specks(lab, 0.4, 1.0)
+    assert n1 == 3 and (out1 == 2).sum() == 28
+    # with face connectivity the corner voxel is its own 1-voxel speck
+    _, n_face = remove_specks(lab, 0.4, 0.5, connectivity=1)
+    assert n_face == 2 + 1 + 2  # the edge-joined pair splits into two 1-voxel specks as well
+    assert remove_specks(lab, 0.4, 0.0)[1] == 0
+
+
+def test_quantify_min_size_counts_and_keeps_ids():
+    lab = speck_scene()
+    t_all, s_all = quantify(lab, 0.4)
+    assert s_all["n_particles"] == 4 and s_all["n_below_min_size"] == 0
+    t, s = quantify(lab, 0.4, min_particle_diameter_nm=0.5)
+    assert s["n_particles"] == 2 and s["n_below_min_size"] == 2
+    assert s["settings"]["min_particle_diameter_nm"] == 0.5
+    # surviving rows keep the component numbers of the unfiltered table (= mesh component_id)
+    kept = t_all[t_all.n_voxels >= 2]
+    assert t.particle_id.tolist() == kept.particle_id.tolist()
+    pd.testing.assert_frame_equal(t.reset_index(drop=True), kept.reset_index(drop=True))
+    assert sorted(t.n_voxels) == [2, 28]
+    # cleaning first gives the same table (the specks were never particles)
+    tc, sc = quantify(remove_specks(lab, 0.4, 0.5)[0], 0.4, min_particle_diameter_nm=0.5)
+    assert sc["n_particles"] == 2 and sc["n_below_min_size"] == 0
+    np.testing.assert_allclose(tc.volume_nm3.to_numpy(), t.volume_nm3.to_numpy())
+
+
+def test_quantify_sample_files_clean_up_and_generator(tmp_path):
+    from tomoflow import io
+
+    vs = 0.4
+    shape = (24, 24, 32)
+    truth = np.zeros(shape, np.uint8)
+    truth[:, 14:, :] = 1
+    spec = []
+    for centre, d in (((4.0, 3.6, 4.0), 2.4), ((5.0, 3.2, 9.0), 2.0)):
+        truth[ball(shape, (vs,) * 3, centre, d / 2) & (truth == 0)] = 2
+        spec.append({"center_nm": [c + vs / 2 for c in centre], "diameter_nm": d})
+    pred = truth.copy()
+    rng = np.random.default_rng(0)
+    for p in rng.choice(np.argwhere(truth == 0), 6, replace=False):
+        if not ndimage.binary_dilation(truth == 2, iterations=2)[tuple(p)]:
+            pred[tuple(p)] = 2  # isolated one-voxel false positives in the background
+    n_specks = int((pred != truth).sum())
+    assert n_specks >= 4
+    io.write_labels(tmp_path / "seg.tif", pred, vs)
+    io.write_labels(tmp_path / "labels.tif", truth, vs)
+    io.write_json(tmp_path / "specimen.json", {"particles": spec, "pixel_size_nm": vs})
+    res = quantify_sample("s", ["background", "support", "particles"], tmp_path / "seg.tif", QuantifySettings(),
+                          true_labels=tmp_path / "labels.tif", specimen=tmp_path / "specimen.json")
+    s = res.summary
+    assert s["n_specks_removed"] == n_specks and s["predicted"]["n_particles"] == 2
+    assert s["comparison"]["n_particles"] == {"predicted": 2, "true": 2, "generator": 2, "predicted_rel_error": 0.0}
+    assert s["settings"]["remove_specks"] is True and s["settings"]["min_particle_diameter_nm"] == 0.5
+    assert list(res.particles["labels"]) == ["predicted"] * 2 + ["true"] * 2
+    # without the clean-up the specks stay in the labels but are still not counted
+    res0 = quantify_sample("s", ["background", "support", "particles"], tmp_path / "seg.tif",
+                           QuantifySettings(remove_specks=False), true_labels=tmp_path / "labels.tif")
+    assert res0.summary["n_specks_removed"] == 0 and res0.summary["predicted"]["n_particles"] == 2
+    assert res0.summary["predicted"]["n_below_min_size"] == n_specks
+    # and without the minimum every speck is a particle
+    res_all = quantify_sample("s", ["background", "support", "particles"], tmp_path / "seg.tif",
+                              QuantifySettings(min_particle_diameter_nm=0.0))
+    assert res_all.summary["predicted"]["n_particles"] == 2 + n_specks
+    with pytest.raises(InputError, match="classes"):
+        quantify_sample("s", ["background", "particles"], tmp_path / "seg.tif", QuantifySettings())

@@ -1,4 +1,7 @@
 # Surface meshes and catalyst quantification (tomoflow.mesh, tomoflow.quantify, tomoflow.io.meshes):
+# Both rules first apply the same clean-up to the predicted labels (tomoflow.quantify.clean_segmentation:
+#   particle specks below quantify.min_particle_diameter_nm relabelled when quantify.remove_specks), so the
+#   meshes and the numbers describe the same labels.
 # export_meshes: segmentation -> one closed, smoothed surface per non-background class in nm (.vtp with
 #   class/voxel-size/axis metadata and per-object component_id, .stl) + offscreen renders from 4 viewpoints;
 # quantify: segmentation (+ true labels and the generator's particle list where the sample has them) ->
@@ -27,6 +30,8 @@ rule export_meshes:
         target_reduction=config["mesh"]["target_reduction"],
         render_size=config["mesh"]["render_size"],
         connectivity=config["quantify"]["connectivity"],
+        min_particle_diameter_nm=config["quantify"]["min_particle_diameter_nm"],
+        remove_specks=config["quantify"]["remove_specks"],
         pixel_size_nm=sample_float("pixel_size_nm"),
     threads: 2
     resources:
@@ -55,6 +60,8 @@ rule quantify:
         connectivity=config["quantify"]["connectivity"],
         contact_distance_nm=config["quantify"]["contact_distance_nm"],
         envelope_closing_nm=config["quantify"]["envelope_closing_nm"],
+        min_particle_diameter_nm=config["quantify"]["min_particle_diameter_nm"],
+        remove_specks=config["quantify"]["remove_specks"],
         smoothing_iterations=config["mesh"]["smoothing_iterations"],
         pass_band=config["mesh"]["pass_band"],
         pixel_size_nm=sample_float("pixel_size_nm"),

@@ -1,51 +1,32 @@
-# Stage targets (`snakemake align`, `recon`, `train`, `segment`, `evaluate`, `meshes`) and the per-sample
-# provenance record.  Every figure of the stages is declared with report() in its own rule file, so
-# `snakemake --report report.html` collects them with their captions.
+# The report's landing page (`report:` in the Snakefile -> workflow/report/workflow.rst) and the run summary
+# it shows: rule report_summary collects every sample's key numbers (tomoflow.report.run_summary) into
+# results/report/summary.html (an HTML fragment, also a report item) and summary.tsv.
+# `snakemake --report report.html` then opens on what was run, the samples and their numbers, with links
+# to every figure.
+
+from tomoflow.report import describe_run  # noqa: E402 - the package path is set in common.smk
+
+REPORT_SUMMARY = "results/report/summary.html"
 
 
-rule align:
+rule report_summary:
     input:
-        expand("results/{sample}/aligned.mrc", sample=SAMPLES.index),
-
-
-rule recon:
-    input:
-        expand("results/{sample}/volume.mrc", sample=SAMPLES.index),
-
-
-rule train:
-    input:
-        "results/model/unet.keras",
-
-
-rule segment:
-    input:
-        expand("results/{sample}/segmentation.tif", sample=SAMPLES.index),
-
-
-rule evaluate:
-    input:
-        [f"results/{s}/metrics/metrics.json" for s in SAMPLES.index if evaluate_inputs_exist(s)],
-
-
-rule meshes:
-    input:
-        expand("results/{sample}/meshes/render_iso.png", sample=SAMPLES.index),
-        expand("results/{sample}/quantification/summary.json", sample=SAMPLES.index),
-
-
-rule provenance:
-    input:
-        unpack(provenance_inputs),
+        # per sample, in the order of the sample table; Table 1 only for the samples that are evaluated
+        alignment=expand("results/{sample}/alignment.json", sample=SAMPLES.index),
+        misfit=expand("results/{sample}/recon/misfit.tsv", sample=SAMPLES.index),
+        quantification=expand("results/{sample}/quantification/summary.json", sample=SAMPLES.index),
+        table1=[f"results/{s}/metrics/table1.tsv" for s in SAMPLES.index if evaluate_inputs_exist(s)],
     output:
-        "results/{sample}/provenance.json",
-    params:
-        config=config,
-        row=lambda wc: SAMPLES.loc[wc.sample].to_dict(),
+        html=report(REPORT_SUMMARY, category="0. Summary", caption="../report/summary.rst"),
+        tsv="results/report/summary.tsv",
     log:
-        "logs/provenance/{sample}.log",
+        "logs/report_summary.log",
+    params:
+        samples=list(SAMPLES.index),
+        evaluated=[s for s in SAMPLES.index if evaluate_inputs_exist(s)],
+        run=describe_run(config, list(SAMPLES.index)),
     threads: 1
     conda:
-        "../../envs/synthetic.yaml"
+        "../../envs/evaluate.yaml"
     script:
-        "../scripts/write_provenance.py"
+        "../scripts/report_summary.py"

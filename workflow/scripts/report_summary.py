@@ -1,0 +1,23 @@
+"""Rule report_summary: every sample's key numbers -> results/report/summary.html (landing page) and .tsv
+(tomoflow.report.run_summary)."""
+
+from tomoflow.runner import run_rule
+
+
+def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
+    from tomoflow import io
+    from tomoflow.report import SampleOutputs, run_summary
+
+    i, p = smk.input, smk.params
+    table1 = dict(zip(p.evaluated, i.table1))
+    samples = [
+        SampleOutputs(s, alignment=a, misfit=m, quantification=q, table1=table1.get(s))
+        for s, a, m, q in zip(p.samples, i.alignment, i.misfit, i.quantification)
+    ]
+    res = run_summary(samples, {str(k): str(v) for k, v in p.run.items()})
+    with io.atomic_path(smk.output.html) as tmp:
+        tmp.write_text(res.html, encoding="utf-8")
+    io.write_tsv(smk.output.tsv, res.table)
+
+
+run_rule(snakemake, main)  # noqa: F821
