@@ -14,7 +14,7 @@ def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
         method=p.method, threads=int(smk.threads), memory_budget_mb=getattr(smk.resources, "mem_mb", None),
         matrix_cache_dir=p.matrix_cache, where=stack,
     )
-    (start, stop), res, table = reconstruct_slab_job(
+    _, res, table = reconstruct_slab_job(
         lambda a, b: io.read_slab(stack, a, b, axis=1)[0], io.volume_shape(stack), io.read_angles(smk.input.angles),
         int(smk.wildcards.i), int(p.slabs), settings)
     voxel = io.read_slab(stack, 0, 1, axis=1)[1]

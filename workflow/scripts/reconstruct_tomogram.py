@@ -5,7 +5,6 @@ from tomoflow.runner import run_rule
 
 def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
     import numpy as np
-
     from tomoflow import io
     from tomoflow.recon import tomogram_outputs
     from tomoflow.slabs import gather_slabs

@@ -50,16 +50,21 @@ for OSEM.
 
 from __future__ import annotations
 
-
+from ..validate import MIN_TILTS, check_signal, check_tilt_series, neighbour_correlation
 from .astra_cpu import angle_weights, ramp_filter, reconstruct_per_slice
 from .dispatch import choose_method, default_memory_budget_mb, reconstruct
 from .figures import misfit_figure, orthoslices_figure
 from .matrix import SystemMatrix, clear_matrix_cache, matrix_cache_stats, system_matrix
 from .sensitivity import Sensitivities, backproject_ones, sensitivities, subset_layout, subset_order
 from .settings import ALGORITHMS, BACKENDS, DEVICES, METHODS, ProgressFn, ReconResult, ReconSettings
-from .slabs import (combine_misfit, gather_misfit, misfit_table, reconstruct_slab, reconstruct_slab_job,
-                    tomogram_outputs)
-from ..validate import MIN_TILTS, check_signal, check_tilt_series, neighbour_correlation
+from .slabs import (
+    combine_misfit,
+    gather_misfit,
+    misfit_table,
+    reconstruct_slab,
+    reconstruct_slab_job,
+    tomogram_outputs,
+)
 
 __all__ = [
     "ALGORITHMS", "BACKENDS", "DEVICES", "METHODS", "MIN_TILTS", "ProgressFn", "ReconResult", "ReconSettings",

@@ -212,7 +212,7 @@ def reconstruct_per_slice(data: np.ndarray, angles: np.ndarray, thickness: int, 
     residual_ss : ndarray, shape (iterations + 1,), float64
     data_ss : float
     """
-    n_tilts, n_slices, n_det = data.shape
+    _, n_slices, n_det = data.shape
     perm, offsets = subset_layout(angles, n_sub)
     angles_sub = angles[perm]
     # Sinograms of all slices, rows in subset order: (n_slices, n_tilts, n_det), contiguous per slice.

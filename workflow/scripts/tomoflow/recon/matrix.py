@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import astra
@@ -58,7 +58,7 @@ class SystemMatrix:
         ``A`` for subset ``s``'s tilts.
     n_det : int
     build_seconds : float
-        Export + conversion time (0 when it came from a cache).
+        Export + conversion time of this call (0 when it came from a cache).
     """
 
     blocks_t: list[sp.csr_matrix]
@@ -170,7 +170,7 @@ def system_matrix(angles_sub: npt.ArrayLike, offsets: Sequence[int], n_det: int,
         _stats["hits"] += 1
         _cache.move_to_end(key)
         log.info("system matrix: in-process cache hit (%d non-zeros, %.0f MB)", _cache[key].nnz, _cache[key].memory_mb)
-        return _cache[key]
+        return replace(_cache[key], build_seconds=0.0)
     _stats["misses"] += 1
     path = _disk_path(cache_dir, key) if cache_dir else None
     m = _load(path, n_det) if path is not None and path.is_file() else None
