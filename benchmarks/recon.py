@@ -81,7 +81,7 @@ def _row(name, s, n, it, per_iter, build, wall, base_wall, base_iter, peak, rel)
           f" {proj50:>13.2f} {peak:>9.0f} {rel:>10.2e}", flush=True)
 
 
-def _etspy(ts: np.ndarray, iterations: int, threads: int) -> tuple[np.ndarray, float] | str:
+def _etspy(ts: np.ndarray, thick: int, iterations: int, threads: int) -> tuple[np.ndarray, float] | str:
     """ETSpy's SIRT of the same data in its own venv (installed on first use); volume and seconds, or why not."""
     venv = RESULTS / "etspy-venv"
     py = venv / "bin" / "python"
@@ -95,9 +95,10 @@ def _etspy(ts: np.ndarray, iterations: int, threads: int) -> tuple[np.ndarray, f
         code = (
             "import sys, time, numpy as np, etspy\n"
             f"d = np.load(r'{RESULTS / 'etspy_in.npy'}'); a = np.load(r'{RESULTS / 'etspy_angles.npy'}')\n"
-            "s = etspy.TomoStack(d); s.tilts = a\n"
+            "s = etspy.TomoStack(d); s.set_tilts(float(a[0]), float(a[1] - a[0]))\n"
             "t0 = time.perf_counter()\n"
-            f"r = s.reconstruct('SIRT', iterations={iterations}, cuda=False, ncores={threads})\n"
+            f"r = s.reconstruct('SIRT', iterations={iterations}, cuda=False, thickness={thick}, ncores={threads}, "
+            "show_progressbar=False)\n"
             "dt = time.perf_counter() - t0\n"
             f"np.save(r'{RESULTS / 'etspy_out.npy'}', np.asarray(r.data, np.float32)); print(dt)\n"
         )
@@ -163,7 +164,7 @@ def cost_table(sizes: list[tuple[int, int]], depths: list[int], iterations: int,
             else:
                 print(f"{size:>10} {n:>4} {'GPU (CuPy)':>16}   skipped: no CuPy CUDA device here")
             if etspy:
-                res = _etspy(ts, iterations, threads)
+                res = _etspy(ts, thick, iterations, threads)
                 if isinstance(res, str):
                     print(f"{size:>10} {n:>4} {'ETSpy SIRT':>16}   skipped: {res}")
                     etspy = False

@@ -119,7 +119,8 @@ def gather_slabs(
     return out, voxel
 
 
-def matrix_nnz_estimate(n_z: int, n_x: int, angles_deg: Sequence[float], n_det: int, projector: str = "line") -> int:
+def matrix_nnz_estimate(n_z: int, n_x: int, angles_deg: Sequence[float] | npt.ArrayLike, n_det: int,
+                        projector: str = "line") -> int:
     """Upper estimate of the non-zeros of one slice's ASTRA system matrix, without building it.
 
     A line through a pixel grid crosses ``|cos θ| + |sin θ|`` pixels per unit length (one more per

@@ -153,8 +153,9 @@ class _SliceWorker:
             np.divide(y[lo:hi], r, out=r)
             astra.algorithm.run(self.bp_full if self.n_sub == 1 else self.bp_sub[s])
             self.bp *= inv_norms[s]
-            if keep[s] is not None:
-                self.bp += keep[s]
+            k = keep[s]
+            if k is not None:
+                self.bp += k
             x *= self.bp
         np.copyto(vol_y, x)
         return rss

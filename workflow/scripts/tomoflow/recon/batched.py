@@ -77,6 +77,13 @@ class _GpuOps:
         out[...] = self.blocks_t[s] @ r
 
 
+def _column_ss(xp: Any, d: Any) -> Any:
+    """Σ over rows of ``d²`` per column, accumulated in float64."""
+    if xp is np:
+        return np.einsum("ij,ij->j", d, d, dtype=np.float64)
+    return (d.astype(xp.float64) ** 2).sum(axis=0)
+
+
 def _block_pass(ops: Any, rows: list[int], x: Any, y: Any, pf: Any, bp: Any, sens: dict, algorithm: str,
                 thr: float) -> Any:
     """One iteration (pass) on one column block; returns ``‖Ax − y‖²`` per column of the estimate on entry.
@@ -88,9 +95,7 @@ def _block_pass(ops: Any, rows: list[int], x: Any, y: Any, pf: Any, bp: Any, sen
     n_sub = len(rows) - 1
     for s in range(n_sub):
         ops.forward(s, x, pf[rows[s]:rows[s + 1]])
-    d = pf - y
-    rss = xp.einsum("ij,ij->j", d, d, dtype=xp.float64)
-    del d
+    rss = _column_ss(xp, pf - y)
     if algorithm == "sirt":
         xp.subtract(y, pf, out=pf)
         pf *= sens["inv_rows"]
@@ -172,8 +177,7 @@ def reconstruct_batched(data: np.ndarray, perm: np.ndarray, m: SystemMatrix, sen
         if final:
             for s in range(len(rows) - 1):
                 ops.forward(s, b["x"], b["pf"][rows[s]:rows[s + 1]])
-            d = b["pf"] - b["y"]
-            r = xp.einsum("ij,ij->j", d, d, dtype=xp.float64)
+            r = _column_ss(xp, b["pf"] - b["y"])
         else:
             r = _block_pass(ops, rows, b["x"], b["y"], b["pf"], b["bp"], sc, algorithm, thr)
         rss[cols[i], k] = r.get() if gpu else r

@@ -27,6 +27,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import astra
 import numpy as np
@@ -128,7 +129,7 @@ def _load(path: Path, n_det: int) -> SystemMatrix | None:
 
 def _save(path: Path, m: SystemMatrix) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays: dict[str, npt.NDArray] = {"n_blocks": np.array(len(m.blocks_t))}
+    arrays: dict[str, Any] = {"n_blocks": np.array(len(m.blocks_t))}
     for i, b in enumerate(m.blocks_t):
         arrays.update({f"data{i}": b.data, f"indices{i}": b.indices, f"indptr{i}": b.indptr,
                        f"shape{i}": np.array(b.shape)})
