@@ -116,7 +116,7 @@ def test_osem_equals_dense_matrix_osem_with_partly_seen_voxels() -> None:
     A 14 px centre offset on a narrow detector leaves the right-hand columns visible to few tilts only,
     so some subsets miss them (checked), which is the case the keep rule exists for.
     """
-    from tomoflow.recon import _sensitivities
+    from tomoflow.recon import sensitivities
 
     thick, n_det, center, n_sub, passes = 16, 24, 14.0, 4, 5
     angles = np.arange(-70.0, 71.0, 5.0)
@@ -126,7 +126,7 @@ def test_osem_equals_dense_matrix_osem_with_partly_seen_voxels() -> None:
     groups = subset_order(angles, n_sub)
     perm = np.concatenate(groups)
     offsets = np.concatenate([[0], np.cumsum([g.size for g in groups])]).tolist()
-    _, keep, _, _ = _sensitivities(thick, n_det, angles[perm], offsets, n_det, center, "line", False)
+    keep = sensitivities(thick, n_det, angles[perm], offsets, n_det, center, "line").keep
     assert any(k is not None for k in keep)
     w = _system_matrix(angles, thick, n_det, center)
     y = ts[:, 0, :].astype(np.float64)
@@ -386,71 +386,48 @@ def test_tomopy_backend_missing_is_a_clear_error() -> None:
         pytest.skip("TomoPy is installed here")
 
 
-# --------------------------------------------------------------------------- rule scripts (scatter/gather)
-class _Named(list):
-    """Minimal stand-in for Snakemake's Namedlist: a list whose items are also attributes."""
+# --------------------------------------------------------------------------- slab jobs (scatter/gather)
+def test_slab_jobs_gathered_equal_single_job(tmp_path, caplog) -> None:
+    """What the two rules do, through the library: slab jobs on a stack file, gather, misfit table."""
+    import logging
 
-    def __init__(self, **items):
-        super().__init__(items.values())
-        self.__dict__.update(items)
-
-    def keys(self):
-        return [k for k in self.__dict__]
-
-
-def _run_script(repo_root, name: str, **parts) -> None:
-    import runpy
-    from types import SimpleNamespace
-
-    smk = SimpleNamespace(rule=name, threads=2, **{k: (_Named(**v) if isinstance(v, dict) else v) for k, v in parts.items()})
-    runpy.run_path(str(repo_root / "workflow" / "scripts" / f"{name}.py"), init_globals={"snakemake": smk})
-
-
-def test_rule_scripts_scatter_gather_equal_single_job(tmp_path, repo_root) -> None:
     from tomoflow import io
+    from tomoflow.recon import ReconSettings, reconstruct_slab_job, tomogram_outputs
+    from tomoflow.slabs import gather_slabs
 
     vol = _phantom(5) * 100.0
     ts = forward_project(vol, WEDGE)
-    io.write_volume(tmp_path / "aligned.mrc", ts, 0.4)
+    stack = str(tmp_path / "aligned.mrc")
+    io.write_volume(stack, ts, 0.4)
     io.write_angles(tmp_path / "aligned.tlt", WEDGE)
-    params = dict(backend="astra", algorithm="mlem", iterations=8, subsets=8, projector="line", slabs=2,
-                  thickness_px=THICK, pixel_size_nm=None)
-    d = tmp_path
-    for i in range(2):
-        _run_script(repo_root, "reconstruct_slab",
-                    input=dict(tilt_series=str(d / "aligned.mrc"), angles=str(d / "aligned.tlt")),
-                    output=dict(volume=str(d / f"slab_{i}.mrc"), misfit=str(d / f"slab_{i}_misfit.tsv")),
-                    params=_Named(**params), wildcards=_Named(sample="t", i=str(i)), log=[str(d / f"slab{i}.log")])
-    _run_script(repo_root, "reconstruct_tomogram",
-                input=dict(slabs=[str(d / f"slab_{i}.mrc") for i in range(2)],
-                           misfit=[str(d / f"slab_{i}_misfit.tsv") for i in range(2)]),
-                output=dict(volume=str(d / "volume.mrc"), misfit=str(d / "misfit.tsv"),
-                            misfit_figure=str(d / "misfit.png"), orthoslices=str(d / "ortho.png")),
-                params=_Named(algorithm="mlem", pixel_size_nm=None), wildcards=_Named(sample="t"), log=[str(d / "g.log")])
-    got, voxel = io.read_volume(d / "volume.mrc")
+    settings = ReconSettings(thickness_px=THICK, iterations=8, threads=2, where=stack)
+    parts, tables = [], []
+    with caplog.at_level(logging.INFO, logger="tomoflow"):
+        for i in range(2):
+            _, res, table = reconstruct_slab_job(lambda a, b: io.read_slab(stack, a, b, axis=1)[0],
+                                                 io.volume_shape(stack), io.read_angles(tmp_path / "aligned.tlt"),
+                                                 i, 2, settings)
+            parts.append(str(tmp_path / f"slab_{i}.mrc"))
+            io.write_volume(parts[-1], res.volume, 0.4)
+            io.write_tsv(tmp_path / f"slab_{i}.tsv", table)
+            tables.append(io.read_tsv(tmp_path / f"slab_{i}.tsv"))
+    assert "iteration 8/8: relative misfit" in caplog.text
+    got, voxel = gather_slabs(parts, io.read_volume, io.volume_shape, dtype=np.float32)
     ref = reconstruct(ts, WEDGE, thickness_px=THICK, iterations=8)
     assert voxel == pytest.approx(0.4)
     np.testing.assert_array_equal(got, ref.volume)
-    table = io.read_tsv(d / "misfit.tsv")
+    table, fig1, fig2 = tomogram_outputs(got, 0.4, tables, "t: mlem")
     whole = table[(table["slab"].astype(str) == "all") & (table["iteration"] > 0)]["misfit"].to_numpy()
     np.testing.assert_allclose(whole, ref.misfit, rtol=1e-5)  # TSV keeps 6 significant digits
-    assert (d / "misfit.png").stat().st_size > 0 and (d / "ortho.png").stat().st_size > 0
-    assert "iteration 8/8: relative misfit" in (d / "slab0.log").read_text()
+    assert len(fig1.axes) == 1 and len(fig2.axes) == 3
 
 
-def test_rule_script_bad_angles_leaves_no_output(tmp_path, repo_root) -> None:
-    from tomoflow import io
+def test_slab_job_bad_angles_and_too_many_slabs() -> None:
+    from tomoflow.recon import ReconSettings, reconstruct_slab_job
 
     ts = forward_project(_phantom(2) * 100.0, WEDGE)
-    io.write_volume(tmp_path / "aligned.mrc", ts, 0.4)
-    io.write_angles(tmp_path / "aligned.tlt", WEDGE[:-2])
-    out = dict(volume=str(tmp_path / "slab_0.mrc"), misfit=str(tmp_path / "slab_0_misfit.tsv"))
-    with pytest.raises(SystemExit) as exc:
-        _run_script(repo_root, "reconstruct_slab",
-                    input=dict(tilt_series=str(tmp_path / "aligned.mrc"), angles=str(tmp_path / "aligned.tlt")),
-                    output=out, params=_Named(backend="astra", algorithm="mlem", iterations=3, subsets=8, projector="line",
-                                              slabs=1, thickness_px=None, pixel_size_nm=None),
-                    wildcards=_Named(sample="t", i="0"), log=[str(tmp_path / "s.log")])
-    assert exc.value.code == 1
-    assert not any((tmp_path / p).exists() for p in ("slab_0.mrc", "slab_0_misfit.tsv"))
-    assert "67 tilt angles for the 69 images" in (tmp_path / "s.log").read_text()
+    s = ReconSettings(where="aligned.mrc")
+    with pytest.raises(InputError, match="67 tilt angles for the 69 images"):
+        reconstruct_slab_job(lambda a, b: ts[:, a:b], ts.shape, WEDGE[:-2], 0, 1, s)
+    with pytest.raises(InputError, match="recon.slabs.*3 slabs for 2 slices"):
+        reconstruct_slab_job(lambda a, b: ts[:, a:b], ts.shape, WEDGE, 0, 3, s)

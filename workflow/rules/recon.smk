@@ -1,8 +1,14 @@
 # MLEM reconstruction (tomoflow.recon, tomoflow.projector), scatter/gather over slabs of slices along the
 # tilt axis: reconstruct_slab (one job per slab; slices are independent, so the gathered volume is
-# bit-identical to a single-job reconstruction) -> reconstruct_tomogram (concatenate, misfit, figures).
-# The ASTRA backend uses CUDA (EM_CUDA) by itself where astra.use_cuda() is true; no `gpu` resource is
-# declared because the CPU path is the default and a GPU is optional (add it in a profile if wanted).
+# bit-identical to a single-job reconstruction) -> reconstruct_tomogram (tomoflow.slabs.gather_slabs,
+# misfit, figures).  recon.method auto/batched: one sparse system matrix per geometry for a whole slab
+# (tomoflow.recon.batched), cached on disk under recon.matrix_cache for the other slab jobs; mem_mb
+# accounts for it (tomoflow.slabs.slab_job_mem_mb), and a job given less falls back to per-slice ASTRA.
+# A GPU is used by itself where present (CuPy or ASTRA CUDA); no `gpu` resource is declared because the
+# CPU path is the default and a GPU is optional (add it in a profile if wanted).
+
+from tomoflow.io import volume_shape
+from tomoflow.slabs import slab_job_mem_mb
 
 
 rule reconstruct_slab:
@@ -22,13 +28,17 @@ rule reconstruct_slab:
         iterations=config["recon"]["iterations"],
         subsets=config["recon"]["subsets"],
         projector=config["recon"]["projector"],
+        method=config["recon"]["method"],
+        matrix_cache=config["recon"]["matrix_cache"] or None,
         slabs=config["recon"]["slabs"],
         thickness_px=sample_int("thickness_px"),
         pixel_size_nm=sample_float("pixel_size_nm"),
     threads: 2
     resources:
-        # whole stack (float32) + slab sinograms + slab volume, with headroom
-        mem_mb=lambda wildcards, input: max(1000, int(6 * input.size_mb) + 500),
+        # stack header read + slab sinograms + slab volume, with headroom; + system matrix when batched
+        mem_mb=lambda wildcards, input: slab_job_mem_mb(
+            volume_shape(input.tilt_series) if input.size_mb else None, sample_int("thickness_px")(wildcards), config["recon"]
+        ),
         runtime=240,
     conda:
         "../../envs/recon.yaml"

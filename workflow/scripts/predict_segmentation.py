@@ -12,24 +12,15 @@ log = logging.getLogger("tomoflow.predict_segmentation")
 
 def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
     from tomoflow import io
-    from tomoflow.errors import InputError
     from tomoflow.predict import figure_positions, prediction_figure
+    from tomoflow.slabs import gather_slabs
 
     classes = list(smk.params.classes)
     volume = str(smk.input.volume)
     n_slices = io.volume_shape(volume)[0]
-    labels, voxel, filled = None, None, 0
-    for path in smk.input.slabs:  # fill one preallocated stack: no second copy of the labels
-        lab, vs = io.read_labels(path, len(classes))
-        if labels is None:
-            labels = np.empty((n_slices,) + lab.shape[1:], dtype=np.uint8)
-            voxel = vs
-        if filled + lab.shape[0] > n_slices or lab.shape[1:] != labels.shape[1:]:
-            raise InputError(path, f"slab of shape {lab.shape} does not fit {volume} of shape {(n_slices,) + labels.shape[1:]}", "delete results/{sample}/predict/ and re-run")
-        labels[filled : filled + lab.shape[0]] = lab
-        filled += lab.shape[0]
-    if labels is None or filled != n_slices:
-        raise InputError(volume, f"the slabs hold {filled} slices but the volume has {n_slices}", "delete results/{sample}/predict/ and re-run")
+    fix = "delete results/{sample}/predict/ and re-run"
+    labels, voxel = gather_slabs(list(smk.input.slabs), lambda p: io.read_labels(p, len(classes)), io.volume_shape,
+                                 dtype=np.uint8, n_slices=n_slices, fix=fix)
     _, vol_voxel = io.read_slab(volume, 0, 1)
     vs = io.voxel_size_or(volume, vol_voxel if vol_voxel is not None else voxel, smk.params.pixel_size_nm or None)
     io.write_labels(smk.output.segmentation, labels, vs)
@@ -40,12 +31,7 @@ def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
         n_slabs = len(smk.input.slabs)
         for c, out in enumerate(smk.output.probabilities):  # one class at a time: bounded memory
             slab_files = list(smk.input.probabilities)[c * n_slabs : (c + 1) * n_slabs]
-            stack = np.empty(labels.shape, dtype=np.uint8)
-            a = 0
-            for p in slab_files:
-                block = io.read_volume(p)[0]
-                stack[a : a + block.shape[0]] = block
-                a += block.shape[0]
+            stack, _ = gather_slabs(slab_files, io.read_volume, io.volume_shape, dtype=np.uint8, n_slices=n_slices, fix=fix)
             io.write_volume(out, stack, vs)
             del stack
 
