@@ -253,3 +253,15 @@ def test_rule_failure_leaves_no_output(tmp_path):
         _run_rule(tmp_path, noise, np.linspace(-40, 40, 21))
     assert not (tmp_path / "out").exists() or not [f for f in (tmp_path / "out").rglob("*") if f.is_file()]
     assert "like pure noise" in (tmp_path / "align.log").read_text()
+
+
+def test_row_band_gate_fails_warns_and_passes_on_hand_computed_bands(caplog):
+    bands = {"misfit": [0.02, 0.03, 0.2, 0.025], "worst_band": 2, "rows": [[0, 4], [4, 8], [8, 12], [12, 16]]}
+    # median of the four = 0.0275: 0.2 / 0.0275 = 7.3 > 3 -> fails, naming the band and its misfit
+    with pytest.raises(align.AlignmentQualityError, match=r"row band 2 is 7\.3×"):
+        align.check_row_bands(dict(bands, worst_to_median=0.2 / 0.0275), 3.0, "ts.mrc")
+    # 0.06 / 0.0275 = 2.2: above the warning level (2), below the limit -> a loud warning, no failure
+    with caplog.at_level("WARNING", logger="tomoflow.align"):
+        align.check_row_bands(dict(bands, misfit=[0.02, 0.03, 0.06, 0.025], worst_to_median=0.06 / 0.0275), 3.0, "ts.mrc")
+    assert "row band 2 has 2.2×" in caplog.text
+    align.check_row_bands(dict(bands, misfit=[0.02, 0.03, 0.035, 0.025], worst_to_median=0.035 / 0.0275), 3.0, "ts.mrc")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import textwrap
 from typing import Any
 
 import numpy as np
@@ -127,13 +128,17 @@ def _axis_panel(ax: Any, alignment: Alignment) -> None:
     phi, err = np.asarray(curve.get("tilt_axis_deg", [])), np.asarray(curve.get("axis_error_deg", []))
     if phi.size:
         ax.plot(phi, err, "o-", ms=3, label=f"{info.get('criterion', '')} criterion")
+        finite = err[np.isfinite(err)]
+        if finite.size:  # far-off trial angles can give huge errors: keep the zero crossing readable
+            ax.set_ylim(max(-8.0, float(finite.min()) - 0.5), min(8.0, float(finite.max()) + 0.5))
     ax.axhline(0, color="0.6", lw=0.8)
     ax.axvline(alignment.tilt_axis_deg, color="C3", lw=1, label=f"φ = {alignment.tilt_axis_deg:.2f} ± {info.get('uncertainty_deg', float('nan')):.2f}°")
     if "prior_deg" in info:
         ax.axvline(info["prior_deg"], color="0.4", ls="--", lw=1, label=f"prior {info['prior_deg']:.2f}°")
     ax.set_xlabel("trial tilt axis φ (°)")
     ax.set_ylabel("estimated error φ − φ_true (°)")
-    ax.set_title(f"tilt-axis search: {info.get('status', 'not estimated')}" + (" — HIT BOUND" if info.get("hit_bound") else ""))
+    ax.set_title("tilt-axis search" + (" — HIT BOUND" if info.get("hit_bound") else ""))
+    ax.text(0.01, 0.02, textwrap.fill(str(info.get("status", "not estimated")), 70), transform=ax.transAxes, fontsize=7, va="bottom")
     ax.legend(loc="best", fontsize=8)
 
 
@@ -146,4 +151,4 @@ def _band_panel(ax: Any, alignment: Alignment) -> None:
         ax.set_xticks(np.arange(m.size), [f"{a}–{b}" for a, b in bands.get("rows", [])], fontsize=7)
     ax.set_xlabel("row band (aligned rows, along the tilt axis)")
     ax.set_ylabel("relative reprojection misfit")
-    ax.set_title(f"misfit per row band: worst/median {bands.get('worst_to_median', float('nan')):.2f} (grey: too little specimen to judge)")
+    ax.set_title(f"misfit per row band: worst/median {bands.get('worst_to_median', float('nan')):.2f}\n(grey: too little specimen to judge)", fontsize=9)

@@ -280,8 +280,10 @@ def search_tilt_axis(
             a, fa = x, fx
         else:
             b, fb = x, fx
-    # δ has slope ≈ 1 in φ, so the last error is also the remaining correction
+    # the uncertainty of δ propagates to φ through the criterion's slope at the zero (a flat criterion is unsure)
     fx = cache[round(x, 6)]
-    value = x - fx if np.isfinite(fx) else x
+    slope = (fb - fa) / (b - a) if b > a else float("nan")
+    value = x - fx / slope if np.isfinite(fx) and slope > 0 else x
+    std = stds.get(round(x, 6), float("nan")) / slope if slope > 0 else float("inf")
     grid = sorted(cache)
-    return AxisSearch(value, stds.get(round(x, 6), float("nan")), prior, criterion, False, grid, [cache[k] for k in grid], "estimated")
+    return AxisSearch(value, float(std), prior, criterion, False, grid, [cache[k] for k in grid], "estimated")
