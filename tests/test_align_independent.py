@@ -99,3 +99,13 @@ def test_axis_and_frame_on_an_independent_series(phi, c, dose):
           f"volume offset (y, z, x) {shift} voxels")
     assert np.all(np.abs(shift) < 1.0), f"volume is {shift} voxels (y, z, x) from the specimen's place in the frame"
     assert float(np.corrcoef(truth.ravel(), np.asarray(vol).ravel())[0, 1]) > 0.8
+
+
+def test_a_wrong_tilt_axis_fails_the_row_band_gate():
+    # the same series aligned with the axis forced to the prior 0° while it is 3°: the rotation axis then sits at
+    # x positions ~3 px apart in the row bands (crescents away from the central slices) and the gate says so
+    rng = np.random.default_rng(101)
+    raw, _ = _series(_blobs(rng), 3.0, -5.0, 200.0, seed=230)
+    p = align.AlignParams(projection_matching_rounds=1, estimate_tilt_axis=False)
+    with pytest.raises(align.AlignmentQualityError, match="different x in different row bands"):
+        align.align_tilt_series(raw, ANGLES, tilt_axis_prior_deg=0.0, thickness_px=NZ, threads=2, params=p)

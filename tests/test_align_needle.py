@@ -66,7 +66,10 @@ def test_needle_aligned_stack_is_consistent(needle):
     assert a.residual_px < 0.5
     assert np.abs(a.shifts_px[:, 1]).max() > 5  # drift of tens of px across the horizontal axis is found
     bands = a.residuals["row_bands"]
+    print(f"needle: axis {a.tilt_axis_deg:.3f} ± {a.residuals['tilt_axis']['uncertainty_deg']:.3f}°, band misfits "
+          f"{np.round(bands['misfit'], 4)} (judged {bands['judged']}), axis offsets {np.round(bands['axis_offset_px'], 2)} px")
     assert bands["worst_to_median"] < 2.0, bands
+    assert bands["axis_offset_spread_px"] < 1.0, bands
     assert "centre of mass" in a.frame["z"]
 
 

@@ -50,6 +50,9 @@ class AlignParams:
     max_band_misfit_ratio : float
         Quality gate: worst row band's reprojection misfit over the median band's (a wrong tilt axis makes
         the bands far from the centre much worse); above it the rule fails.
+    max_band_axis_spread_px : float
+        Quality gate: largest spread (px) of the rotation-axis position between row bands (specimen in view);
+        a wrong tilt axis moves the axis across the bands; above it the rule fails.
     """
 
     coarse: bool = True
@@ -65,6 +68,7 @@ class AlignParams:
     projection_matching_iterations: int = 10
     max_residual_px: float = 1.0
     max_band_misfit_ratio: float = 3.0
+    max_band_axis_spread_px: float = 2.0
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> AlignParams:

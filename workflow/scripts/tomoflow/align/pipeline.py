@@ -56,6 +56,9 @@ N_BANDS = 4
 ROWS_PER_BAND = 16
 #: Bands whose data energy is below this fraction of the strongest band's are not judged by the gate.
 MIN_BAND_SIGNAL = 0.1
+#: Largest noise gain √(n (BᵀB)⁻¹₀₀) of the constant in ``x_cm = k + X cos θ + Z sin θ`` for which the row bands'
+#: axis positions are measured (≈ 6 for ±58°; a narrower tilt range cannot tell k from X).
+MAX_AXIS_LEVERAGE = 6.0
 
 
 @dataclass
@@ -357,24 +360,35 @@ def row_band_misfits(run: _Run, aligned: np.ndarray) -> dict[str, Any]:
 
     A band's misfit is its residual energy over its data energy; bands with less than ``MIN_BAND_SIGNAL`` of the
     strongest band's data energy (vacuum beyond a tip) are reported but not judged (their misfit is noise).
+    When the specimen is in view, each band's rotation-axis position (the constant of its projected
+    centre-of-mass sinusoid, px) is also reported: a wrong tilt axis puts the axis at different x in different
+    bands (the crescents away from the central slice), which a misfit alone can miss.
     """
     rows, cols = margins(run.t, run.out_shape, run.rot_margin)
     edges = np.linspace(rows[0], rows[1], N_BANDS + 1).round().astype(int)
     from ..projector import forward_project
 
-    res, sig = np.zeros(N_BANDS), np.zeros(N_BANDS)
+    res, sig, offset = np.zeros(N_BANDS), np.zeros(N_BANDS), np.full(N_BANDS, np.nan)
+    th = np.radians(run.angles)
+    design = np.column_stack([np.ones_like(th), np.cos(th), np.sin(th)])
+    leverage = math.sqrt(th.size * float(np.linalg.inv(design.T @ design)[0, 0]))
+    # the axis position is the constant of x_cm = k + X cos θ + Z sin θ: only separable from X over a wide range
+    in_view = specimen_in_view(aligned) and leverage <= MAX_AXIS_LEVERAGE
     for k, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
         mid, h = (a + b) // 2, max(1, min(ROWS_PER_BAND, b - a) // 2)
         st = aligned[:, mid - h : mid + h]
         vol = run.reconstructor(st, run.angles, run.thickness, run.p.projection_matching_iterations, run.threads)
         r, s = band_energies(st, forward_project(vol, run.angles, n_det=st.shape[2], threads=run.threads), cols, 1)
         res[k], sig[k] = r[0], s[0]
+        if in_view:  # where this band's rotation axis is (constant of its centre-of-mass sinusoid), px
+            offset[k] = frame_offsets(st, run.angles)[2]
     m = res / np.maximum(sig, 1e-30)
     held = np.flatnonzero(sig >= MIN_BAND_SIGNAL * sig.max())  # bands of vacuum (beyond a tip) are not judged
     worst = int(held[np.argmax(m[held])])
     return {"rows": [[int(a), int(b)] for a, b in zip(edges[:-1], edges[1:])], "misfit": m.tolist(),
             "relative_signal": (sig / max(float(sig.max()), 1e-30)).tolist(), "judged": held.tolist(), "worst_band": worst,
-            "worst_to_median": float(m[worst] / max(float(np.median(m[held])), 1e-30))}
+            "worst_to_median": float(m[worst] / max(float(np.median(m[held])), 1e-30)),
+            "axis_offset_px": offset.tolist(), "axis_offset_spread_px": float(np.ptp(offset[held])) if in_view else float("nan")}
 
 
 def _finish(run: _Run) -> AlignmentResult:
@@ -421,4 +435,4 @@ def _quality_gate(run: _Run, alignment: Alignment) -> None:
             "check the tilt angles and the tilt_axis_deg prior, enable projection matching, or raise align.max_residual_px "
             "if the data are known to be poor",
         )
-    check_row_bands(alignment.residuals["row_bands"], p.max_band_misfit_ratio, run.where)
+    check_row_bands(alignment.residuals["row_bands"], p.max_band_misfit_ratio, run.where, p.max_band_axis_spread_px)

@@ -43,30 +43,36 @@ def sinogram_continuity(stack: npt.ArrayLike, row: int | None = None) -> float:
     return float(np.median(num / np.maximum(den, 1e-30)))
 
 
-def check_row_bands(bands: dict[str, Any], max_ratio: float, where: str) -> None:
-    """Quality gate on the reprojection misfit per row band (``bands`` as in ``alignment.json["row_bands"]``).
+def check_row_bands(bands: dict[str, Any], max_ratio: float, where: str, max_axis_spread_px: float = float("inf")) -> None:
+    """Quality gate on the row bands (``bands`` as in ``alignment.json["row_bands"]``): reprojection misfit and
+    the rotation-axis position per band.
 
     Raises
     ------
     AlignmentQualityError
-        The worst band's misfit exceeds ``max_ratio`` × the median band's (logged as a warning above
-        ``WARN_BAND_RATIO``).
+        The worst band's misfit exceeds ``max_ratio`` × the median band's, or the bands' rotation-axis
+        positions spread over more than ``max_axis_spread_px`` (warnings above ``WARN_BAND_RATIO`` and half
+        the spread).
     """
     ratio = float(bands.get("worst_to_median", float("nan")))
-    if not np.isfinite(ratio):
-        return
-    if ratio > max_ratio:
+    spread = float(bands.get("axis_offset_spread_px", float("nan")))
+    misfits = ", ".join(f"{m:.3g}" for m in bands.get("misfit", []))
+    fix = ("check the sample's tilt_axis_deg prior and the alignment QC figure, or raise align.max_band_misfit_ratio / "
+           "align.max_band_axis_spread_px if the data are known to differ along the axis")
+    if np.isfinite(ratio) and ratio > max_ratio:
         raise AlignmentQualityError(
-            where,
-            f"reprojection misfit of row band {bands['worst_band']} is {ratio:.1f}× the median band's "
-            f"(misfits {', '.join(f'{m:.3g}' for m in bands['misfit'])}; align.max_band_misfit_ratio = {max_ratio:g}); "
-            "a wrong tilt axis looks exactly like this",
-            "check the sample's tilt_axis_deg prior and the alignment QC figure, or raise align.max_band_misfit_ratio "
-            "if one band is known to hold a different specimen",
-        )
-    if ratio > WARN_BAND_RATIO:
+            where, f"reprojection misfit of row band {bands['worst_band']} is {ratio:.1f}× the median band's (misfits {misfits}; "
+            f"align.max_band_misfit_ratio = {max_ratio:g}); a wrong tilt axis looks exactly like this", fix)
+    if np.isfinite(spread) and spread > max_axis_spread_px:
+        offsets = ", ".join(f"{v:+.2f}" for v in bands.get("axis_offset_px", []))
+        raise AlignmentQualityError(
+            where, f"the rotation axis sits at different x in different row bands (offsets {offsets} px, spread {spread:.2f} px > "
+            f"align.max_band_axis_spread_px = {max_axis_spread_px:g}): the tilt-axis angle is wrong", fix)
+    if np.isfinite(ratio) and ratio > WARN_BAND_RATIO:
         log.warning("WARNING: row band %d has %.1f× the median reprojection misfit (%s): check the tilt axis in the QC figure",
-                    bands["worst_band"], ratio, ", ".join(f"{m:.3g}" for m in bands["misfit"]))
+                    bands["worst_band"], ratio, misfits)
+    if np.isfinite(spread) and spread > 0.5 * max_axis_spread_px:
+        log.warning("WARNING: the rotation axis moves by %.2f px between row bands: check the tilt axis in the QC figure", spread)
 
 
 def alignment_qc_figure(raw: npt.ArrayLike, aligned: npt.ArrayLike, alignment: Alignment, title: str = "") -> Figure:
@@ -149,6 +155,10 @@ def _band_panel(ax: Any, alignment: Alignment) -> None:
         judged = set(bands.get("judged", range(m.size)))
         ax.bar(np.arange(m.size), m, color=["C3" if k == bands.get("worst_band") else "C0" if k in judged else "0.7" for k in range(m.size)])
         ax.set_xticks(np.arange(m.size), [f"{a}–{b}" for a, b in bands.get("rows", [])], fontsize=7)
+        for k, off in enumerate(bands.get("axis_offset_px", [])):
+            if np.isfinite(off):
+                ax.text(k, m[k], f"axis {off:+.2f} px", ha="center", va="bottom", fontsize=7)
     ax.set_xlabel("row band (aligned rows, along the tilt axis)")
     ax.set_ylabel("relative reprojection misfit")
-    ax.set_title(f"misfit per row band: worst/median {bands.get('worst_to_median', float('nan')):.2f}\n(grey: too little specimen to judge)", fontsize=9)
+    ax.set_title(f"misfit per row band: worst/median {bands.get('worst_to_median', float('nan')):.2f}; rotation axis spread "
+                 f"{bands.get('axis_offset_spread_px', float('nan')):.2f} px\n(grey: too little specimen to judge)", fontsize=9)
