@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import yaml
 from scipy import ndimage
-
 from tomoflow import synthetic
 from tomoflow.projector import forward_project
 
@@ -93,21 +92,6 @@ def test_projection_conserves_mass_at_every_tilt(demo_specimen, angle):
     np.testing.assert_allclose(proj.sum(axis=1), total, rtol=2e-3)
 
 
-def test_misalign_image_moves_a_point_as_the_model_says():
-    img = np.zeros((41, 61))
-    img[25, 40] = 1.0  # (row y, col x)
-    img = ndimage.gaussian_filter(img, 1.5)
-    phi, s = 10.0, (3.0, -2.0)
-    out = synthetic.misalign_image(img, s, phi, order=3)
-    o = np.array([(61 - 1) / 2, (41 - 1) / 2])  # (x, y)
-    p = np.array([40.0, 25.0])
-    c, sn = math.cos(math.radians(phi)), math.sin(math.radians(phi))
-    expect = np.array([[c, -sn], [sn, c]]) @ (p - o) + o + np.array(s)
-    cy, cx = ndimage.center_of_mass(np.clip(out, 0, None))
-    assert cx == pytest.approx(expect[0], abs=0.05)
-    assert cy == pytest.approx(expect[1], abs=0.05)
-
-
 def test_center_offset_moves_projection_along_x():
     vol = np.zeros((1, 32, 32), np.float32)
     vol[0, 10:14, 20:22] = 1.0
@@ -132,14 +116,22 @@ def test_simulated_series_truth_and_noise(demo_config):
     assert ts.data.shape == (n, 16, 96) and ts.aligned.shape == (n, 16, 96)
     np.testing.assert_allclose(ts.angles_deg, np.arange(-60, 61, 4.0))
     ref = int(np.argmin(np.abs(ts.angles_deg)))
-    np.testing.assert_array_equal(ts.shifts_px[ref], [0.0, 0.0])
-    assert 0.5 * cfg["shift_sigma_px"] < ts.shifts_px.std() < 1.6 * cfg["shift_sigma_px"]
-    # no component a specimen translation could explain (the gauge the aligner fixes)
+    # Frame of tomoflow.align (intentional change, issue 16): the reference image shows the specimen where the
+    # volume has it, so its shift across the axis cancels the centre offset: c + t_x,ref = 0, t_y,ref = 0.
     phi = np.radians(cfg["tilt_axis_deg"])
     across = np.cos(phi) * ts.shifts_px[:, 0] + np.sin(phi) * ts.shifts_px[:, 1]
+    along = -np.sin(phi) * ts.shifts_px[:, 0] + np.cos(phi) * ts.shifts_px[:, 1]
+    assert cfg["center_offset_px"] + across[ref] == pytest.approx(0.0, abs=1e-9) and along[ref] == 0.0
+    # apart from that specimen translation (−c cos θ / cos θ_ref) no component a specimen translation could
+    # explain (the gauge the aligner fixes)
     th = np.radians(ts.angles_deg)
+    drift = across + cfg["center_offset_px"] * np.cos(th) / np.cos(th[ref])
     B = np.column_stack([np.cos(th) - np.cos(th[ref]), np.sin(th) - np.sin(th[ref])])
-    np.testing.assert_allclose(B.T @ across, 0.0, atol=1e-9)
+    np.testing.assert_allclose(B.T @ drift, 0.0, atol=1e-9)
+    assert 0.5 * cfg["shift_sigma_px"] < drift.std() < 1.6 * cfg["shift_sigma_px"]
+    # and the specimen's centre of mass is at the centre of the thickness (voxel index (n_z − 1)/2)
+    prof = spec.density.sum(axis=(0, 2))
+    assert float(prof @ np.arange(prof.size) / prof.sum()) == pytest.approx((prof.size - 1) / 2, abs=0.05)
     # Empty background: only read noise (std 3 counts) around zero.
     bg = ts.aligned[:, :, :3]
     assert abs(bg.mean()) < 0.5 and bg.std() == pytest.approx(3.0, rel=0.15)
