@@ -13,10 +13,6 @@ the reconstruction test needs no registration any more (it checks the volumes li
 
 from __future__ import annotations
 
-import math
-import runpy
-from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -200,59 +196,41 @@ def test_quality_gate_fails_with_a_clear_message():
         align.align_tilt_series(ts.data, ts.angles_deg, params=p, thickness_px=48)
 
 
-class _Named(SimpleNamespace):
-    """Snakemake-like named list: attribute access and iteration over the paths."""
-
-    def __iter__(self):
-        return iter(str(v) for v in vars(self).values())
-
-
-def _run_rule(tmp_path: Path, data: np.ndarray, angles: np.ndarray) -> dict[str, str]:
-    """Run workflow/scripts/align_tilt_series.py as Snakemake would (duck-typed ``snakemake`` object)."""
-    from tomoflow import io
-
-    io.write_volume(tmp_path / "ts.mrc", data, 0.4)
-    io.write_angles(tmp_path / "ts.rawtlt", angles)
-    names = dict(aligned="aligned.mrc", table="alignment.tsv", summary="alignment.json", xf="aligned.xf", tlt="aligned.tlt",
-                 figure="figures/alignment_qc.png")
-    out = {k: str(tmp_path / "out" / v) for k, v in names.items()}
-    cfg = dict(coarse=True, cosine_stretch=True, upsample=20, bandpass_px=[1.0, 30.0], center_of_mass=False, estimate_tilt_axis=True,
-               estimate_center=True, projection_matching_rounds=1, projection_matching_iterations=10, max_residual_px=1.0)
-    smk = SimpleNamespace(
-        input=_Named(tilt_series=str(tmp_path / "ts.mrc"), angles=str(tmp_path / "ts.rawtlt")),
-        output=_Named(**out),
-        params=SimpleNamespace(align=cfg, tilt_axis_deg=0.0, thickness_px=48, pixel_size_nm=0.4),
-        threads=1, log=[str(tmp_path / "align.log")], wildcards=SimpleNamespace(sample="t"), rule="align_tilt_series",
-    )
-    script = Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "align_tilt_series.py"
-    runpy.run_path(str(script), init_globals={"snakemake": smk})
-    return out
-
-
-def test_rule_writes_all_outputs(tmp_path):
-    from tomoflow import io
-
+def test_hot_pixel_is_removed_before_aligning():
+    """One 1e30 spike (issue 11) is replaced before alignment: same alignment as the clean series, counted in
+    alignment.json's record; with the step switched off the same spike wrecks the alignment."""
     ts = _small_series(21)
-    out = _run_rule(tmp_path, ts.data, ts.angles_deg)
-    for p in out.values():
-        assert Path(p).is_file(), p
-    table = io.read_tsv(out["table"])
-    assert list(table.columns[:3]) == ["angle_deg", "shift_x_px", "shift_y_px"] and len(table) == 21
-    summary = io.read_json(out["summary"])
-    assert {"tilt_axis_deg", "center_offset_px", "residual_px", "residuals"} <= set(summary)
-    assert np.allclose(io.read_angles(out["tlt"]), ts.angles_deg, atol=1e-3)
-    assert len(Path(out["xf"]).read_text().splitlines()) == 21
-    vol, vs = io.read_volume(out["aligned"])
-    assert vol.shape == ts.data.shape and math.isclose(vs, 0.4, rel_tol=1e-4)
+    p = align.AlignParams(projection_matching_rounds=1, projection_matching_iterations=5)
+    clean = align.align_tilt_series(ts.data, ts.angles_deg, params=p, thickness_px=48)
+    spiked = ts.data.copy()
+    spiked[13, 10, 20] = 1e30
+    res = align.align_tilt_series(spiked, ts.angles_deg, params=p, thickness_px=48)
+    hot = res.alignment.residuals["hot_pixels"]
+    assert hot["enabled"] and 13 in hot["tilts_affected"] and hot["per_tilt"][13] >= 1
+    assert np.abs(res.alignment.shifts_px - clean.alignment.shifts_px).max() < 0.05
+    assert res.alignment.tilt_axis_deg == pytest.approx(clean.alignment.tilt_axis_deg, abs=0.02)
+    assert np.isfinite(res.aligned).all() and res.aligned.max() < 10 * clean.aligned.max()
+    off = align.AlignParams(projection_matching_rounds=1, projection_matching_iterations=5, remove_hot_pixels=False)
+    with pytest.raises(InputError):
+        align.align_tilt_series(spiked, ts.angles_deg, params=off, thickness_px=48)
 
 
-def test_rule_failure_leaves_no_output(tmp_path):
-    rng = np.random.default_rng(4)
-    noise = rng.poisson(1000.0, size=(21, 32, 96)).astype(np.float32)
-    with pytest.raises(SystemExit):
-        _run_rule(tmp_path, noise, np.linspace(-40, 40, 21))
-    assert not (tmp_path / "out").exists() or not [f for f in (tmp_path / "out").rglob("*") if f.is_file()]
-    assert "like pure noise" in (tmp_path / "align.log").read_text()
+def test_align_sample_gives_every_rule_output(tmp_path):
+    """What the rule align_tilt_series writes comes from one library call (align_sample) plus tomoflow.io writers."""
+    from tomoflow import io
+
+    ts_sim = _small_series(21)
+    io.write_volume(tmp_path / "ts.mrc", ts_sim.data, 0.4)
+    io.write_angles(tmp_path / "ts.rawtlt", ts_sim.angles_deg)
+    ts = io.read_tilt_series(tmp_path / "ts.mrc", angles=tmp_path / "ts.rawtlt", pixel_size_nm=0.4)
+    cfg = dict(projection_matching_rounds=1, projection_matching_iterations=10, max_residual_px=1.0)
+    res = align.align_sample(ts, cfg, tilt_axis_prior_deg=0.0, thickness_px=48, threads=1, name="t")
+    assert list(res.table.columns[:3]) == ["angle_deg", "shift_x_px", "shift_y_px"] and len(res.table) == 21
+    assert {"tilt_axis_deg", "center_offset_px", "residual_px", "residuals", "pixel_size_nm"} <= set(res.summary)
+    assert res.summary["params"]["projection_matching_rounds"] == 1
+    assert res.aligned.shape == ts_sim.data.shape and res.figure.axes
+    align.write_imod_xf(tmp_path / "aligned.xf", res.alignment)
+    assert len((tmp_path / "aligned.xf").read_text().splitlines()) == 21
 
 
 def test_row_band_gate_fails_warns_and_passes_on_hand_computed_bands(caplog):

@@ -50,6 +50,10 @@ class AlignParams:
     max_band_misfit_ratio : float
         Quality gate: worst row band's reprojection misfit over the median band's (a wrong tilt axis makes
         the bands far from the centre much worse); above it the rule fails.
+    remove_hot_pixels : bool
+        Replace hot pixels / X-ray spikes by the local median before aligning (:mod:`tomoflow.preprocess`).
+    hot_pixel_threshold : float
+        Spike detection threshold, robust SDs of the local noise.
     max_band_axis_spread_px : float
         Quality gate: largest spread (px) of the rotation-axis position between row bands (specimen in view);
         a wrong tilt axis moves the axis across the bands; above it the rule fails.
@@ -69,6 +73,8 @@ class AlignParams:
     max_residual_px: float = 1.0
     max_band_misfit_ratio: float = 3.0
     max_band_axis_spread_px: float = 2.0
+    remove_hot_pixels: bool = True
+    hot_pixel_threshold: float = 10.0
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> AlignParams:

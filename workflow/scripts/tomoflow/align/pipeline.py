@@ -13,6 +13,7 @@ import numpy.typing as npt
 
 from ..errors import InputError
 from ..geometry import fix_gauge, frame_translation, output_shape_for, rot
+from ..preprocess import remove_hot_pixels
 from ..validate import MIN_IMAGE_PX, MIN_TILTS, check_signal, check_tilt_series
 from .model import Alignment, AlignmentQualityError, AlignmentResult, AlignParams
 from .qc import check_row_bands, sinogram_continuity
@@ -148,31 +149,41 @@ def align_tilt_series(
     return result
 
 
-def preprocess_raw_stack(arr: np.ndarray) -> tuple[np.ndarray, float]:
+def preprocess_raw_stack(arr: np.ndarray, angles: np.ndarray, p: AlignParams, where: str) -> tuple[np.ndarray, float, dict[str, Any]]:
     """PREPROCESS RAW STACK — the one place where raw images are cleaned before alignment.
 
-    Today: the vacuum background level (if any) is subtracted.  Hot-pixel removal
-    (:mod:`tomoflow.preprocess`) belongs here.
+    Hot pixels and X-ray spikes are replaced by their local median (:func:`tomoflow.preprocess.remove_hot_pixels`,
+    when ``p.remove_hot_pixels``), the cleaned stack must show a specimen (:func:`tomoflow.validate.check_signal`),
+    then the vacuum background level (if any) is subtracted.
 
     Returns
     -------
     work : ndarray, shape (n_tilts, n_y, n_x), float32
     background : float
         Subtracted level, counts.
+    hot_pixels : dict
+        What was replaced (``HotPixels.summary()``; ``{"enabled": False}`` when switched off).
     """
+    hot: dict[str, Any] = {"enabled": False}
+    if p.remove_hot_pixels:
+        arr, found = remove_hot_pixels(arr, threshold_sigma=p.hot_pixel_threshold, where=where)
+        hot = {"enabled": True} | found.summary()
+        log.info("hot pixels / X-ray spikes: %d replaced in %d tilt(s) (threshold %.3g SD)", found.total,
+                 len(hot["tilts_affected"]), p.hot_pixel_threshold)
+    check_signal(arr, angles, where=where)
     bg = background_level(arr)
-    return (arr - np.float32(bg) if bg else arr), bg
+    return (arr - np.float32(bg) if bg else arr), bg, hot
 
 
 def _prepare(data: npt.ArrayLike, angles_deg: npt.ArrayLike, p: AlignParams, prior: float, thickness_px: int | None,
              threads: int, where: str, reconstructor: Reconstructor | None) -> _Run:
     arr, angles = check_tilt_series(data, angles_deg, where=where, min_tilts=MIN_TILTS, min_image_px=MIN_IMAGE_PX)
-    check_signal(arr, angles, where=where)
-    work, bg = preprocess_raw_stack(arr)
+    work, bg, hot = preprocess_raw_stack(arr, angles, p, where)
     out_shape = output_shape_for(arr.shape[1:], prior)
     ref = int(np.argmin(np.abs(angles)))
     run = _Run(arr, work, angles, ref, float(prior), out_shape, int(thickness_px or out_shape[1]), p, int(threads), str(where),
                reconstructor or sirt_reconstructor, bg, float(prior), np.zeros((angles.size, 2)))
+    run.info["hot_pixels"] = hot
     log.info("aligning %d tilts of %dx%d px (reference %.1f°, prior φ %.2f°, background %.1f)", angles.size, arr.shape[1],
              arr.shape[2], angles[ref], prior, bg)
     return run
@@ -416,6 +427,7 @@ def _finish(run: _Run) -> AlignmentResult:
         "sinogram_continuity_raw": sinogram_continuity(warp_stack(run.raw, run.phi, np.zeros_like(run.t), 0.0, run.out_shape, order=1)[order]),
         "sinogram_continuity_aligned": sinogram_continuity(aligned[order]),
         "background_counts": run.background,
+        "hot_pixels": run.info["hot_pixels"],
         "history": run.history,
     }
     log.info("alignment: φ %.3f°, c %.2f px, residual %.3f px (%s), neighbour NCC %.3f → %.3f, band misfits %s", run.phi, run.c,

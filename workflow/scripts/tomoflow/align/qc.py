@@ -123,6 +123,10 @@ def alignment_qc_figure(raw: npt.ArrayLike, aligned: npt.ArrayLike, alignment: A
         axs.set_xlabel("detector x (px)")
         axs.set_ylabel("tilt angle (°)")
         axs.set_title(f"sinogram of row {row} {name}: continuity {sinogram_continuity(stack[order], row):.3f}")
+    hot = alignment.residuals.get("hot_pixels") or {}
+    if hot.get("enabled"):
+        note = f"hot pixels / X-ray spikes replaced: {hot['replaced_pixels']} in {len(hot['tilts_affected'])} tilt(s)"
+        title = f"{title} — {note}" if title else note
     if title:
         fig.suptitle(title)
     return fig
