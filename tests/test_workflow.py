@@ -31,7 +31,7 @@ STAGE_RULES = {
     "quantify",
 }
 # provenance records the config, so it is rewritten too
-DOWNSTREAM_OF_PREDICT = {"predict_slab", "predict_segmentation", "evaluate_segmentation", "export_meshes", "quantify", "provenance"}
+DOWNSTREAM_OF_PREDICT = {"predict_slab", "predict_segmentation", "evaluate_segmentation", "export_meshes", "quantify", "provenance", "report_summary"}
 
 
 @pytest.fixture(scope="module")

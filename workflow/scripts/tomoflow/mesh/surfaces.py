@@ -26,7 +26,7 @@ def voxel_size_3(voxel_size_nm: float | Sequence[float], where: str = "voxel_siz
         vs = np.repeat(vs, 3)
     if vs.size != 3 or not np.all(np.isfinite(vs)) or np.any(vs <= 0):
         raise InputError(where, f"voxel size must be one positive number or (dy, dz, dx) in nm, got {voxel_size_nm!r}",
-                         "set `pixel_size_nm` in config/samples.tsv or write the voxel size into the volume header")
+                         "set `pixel_size_nm` in the sample table or write the voxel size into the volume header")
     return float(vs[0]), float(vs[1]), float(vs[2])
 
 

@@ -102,7 +102,7 @@ class ReconSettings:
             bad("subsets", f"subsets must be 1..{n_tilts} (number of tilts), got {sub!r}", "use e.g. 8")
         if thickness < 1:
             raise InputError("thickness_px", f"thickness must be ≥ 1 px, got {thickness}",
-                             "set thickness_px in config/samples.tsv (empty = detector width)")
+                             "set thickness_px in the sample table (empty = detector width)")
 
 
 @dataclass
