@@ -25,6 +25,22 @@ Inputs (``--source``):
 * ``demo``: the demo's ``results/model/unet.keras`` and its whole ``results/demo/volume.mrc`` against the
   true labels of ``config/samples.tsv`` (run ``make demo`` first): the demo's whole-volume DSC per method.
 
+Measured 2026-11-30 (2 shared cores, load average 1.7-2.0; synthetic, 2 test slices 512x1024, batch 8, budget
+2000 MiB)::
+
+    method                               depth  s/slice  peak MiB  Δ MiB  est MiB  DSC bg / support / Pt
+    paper (512², 50 %, spline, 8-fold TTA)  1x    31.10     1395    734      -   0.9991 / 0.9969 / 0.9616
+    blended, no TTA                         1x     3.54     1238    575      -   0.9991 / 0.9971 / 0.9493
+    one pass per slice                      1x     0.43      963    302    564   0.9991 / 0.9971 / 0.9493
+    blended, no TTA                         2x     3.29     1341    678      -   (same)
+    one pass per slice                      2x     0.48     1115    453   1127   (same)
+
+One pass is 73x faster than the paper protocol and 8x faster than blended patches, with the DSC of blended
+patches to 4 decimals; the paper protocol's +0.012 Pt DSC comes from its 8-fold TTA (an 8-model ensemble),
+not from the patches (``mode: whole`` with ``tta: true`` is that ensemble on whole slices, not measured yet).
+Memory grows with the slices per call (here 2 then 4, at most ``batch_size`` and the budget), not with
+the stack; the planner's estimate (all layer outputs kept) is about twice the measured growth.
+
 Usage (from the repository root; heavy, so under the shared CPU lock)::
 
     flock /tmp/tomoflow_cpu.lock python benchmarks/predict.py               # 2 test slices, 1024x512
