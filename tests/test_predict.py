@@ -9,6 +9,9 @@ from scipy.signal import windows
 from tomoflow.errors import InputError
 from tomoflow.predict import (
     chunk_slices_for,
+    plan_prediction,
+    predict_slab_file,
+    whole_slice_layout,
     figure_positions,
     patch_grid,
     predict_chunks,
@@ -233,6 +236,146 @@ def test_bad_input_is_refused() -> None:
         predict_images(identity, np.zeros((8, 8), np.float32), patch_size=8)
     with pytest.raises(InputError, match="returned shape"):
         predict_images(lambda b: b[:, :4], np.zeros((1, 8, 8), np.float32), patch_size=8)
+
+
+# --------------------------------------------------------------------------- one pass per slice
+def test_whole_slice_layout_hand_values() -> None:
+    g = whole_slice_layout((37, 53), factor=8, margin_px=8)
+    # 37 + 16 = 53 -> 3 more to 56: (8 + 1, 8 + 2); 53 + 16 = 69 -> 3 more to 72: (9, 10)
+    assert g.pad == ((9, 10), (9, 10)) and g.padded_shape == (56, 72)
+    assert whole_slice_layout((128, 256), 32, 0).pad == ((0, 0), (0, 0))
+    assert whole_slice_layout((512, 1024), 32, 32).padded_shape == (576, 1088)
+    assert whole_slice_layout((1, 1), 4, 0).padded_shape == (4, 4)
+
+
+@pytest.mark.parametrize("shape, margin", [((3, 37, 53), 5), ((2, 64, 32), 0), ((1, 3, 2), 4), ((1, 1, 1), 3)])
+def test_whole_mode_identity_reproduces_input(shape, margin) -> None:
+    images = np.random.default_rng(10).uniform(0, 1, shape).astype(np.float32)
+    out = predict_images(identity, images, patch_size=8, batch_size=2, mode="whole", margin_px=margin)
+    assert out.shape == shape + (1,)
+    np.testing.assert_allclose(out[..., 0], images, rtol=0, atol=0)
+
+
+def test_whole_mode_tta_hand_formula() -> None:
+    """f(x) = x * column index (in the frame it is given): the 8-fold mean is x * (H + W - 2) / 4."""
+
+    def column_ramp(batch: np.ndarray) -> np.ndarray:
+        return batch * np.arange(batch.shape[2], dtype=np.float32)[None, None, :, None]
+
+    images = np.random.default_rng(11).uniform(1, 2, (2, 6, 10)).astype(np.float32)
+    got = predict_images(column_ramp, images, patch_size=8, mode="whole", margin_px=0, tta=True)[..., 0]
+    np.testing.assert_allclose(got, images * (6 + 10 - 2) / 4, rtol=1e-6)
+    plain = predict_images(column_ramp, images, patch_size=8, mode="whole", margin_px=0)[..., 0]
+    np.testing.assert_allclose(plain, images * np.arange(10)[None, None, :], rtol=1e-6)
+
+
+def _pointwise_model(mean: float, variance: float):
+    """Normalization (fixed statistics) + two 1x1 convolutions: a per-pixel model with known weights."""
+    keras = pytest.importorskip("keras")
+    inp = keras.Input((None, None, 1))
+    x = keras.layers.Normalization(mean=mean, variance=variance)(inp)
+    x = keras.layers.Conv2D(4, 1, activation="tanh", kernel_initializer=keras.initializers.RandomNormal(seed=1),
+                            bias_initializer=keras.initializers.RandomNormal(seed=2))(x)
+    out = keras.layers.Conv2D(3, 1, activation="softmax", kernel_initializer=keras.initializers.RandomNormal(seed=3))(x)
+    return keras.Model(inp, out)
+
+
+def test_normalisation_is_the_same_for_whole_slices_and_patches() -> None:
+    model = _pointwise_model(5.0, 4.0)
+    w1, b1, w2, b2 = (np.asarray(w, np.float64) for w in model.get_weights()[-4:])
+    rng = np.random.default_rng(12)
+    # two slices of very different intensity statistics in one batch: no per-input statistics may leak
+    vol = np.stack([rng.normal(5, 2, (40, 72)), rng.normal(300, 50, (40, 72))]).astype(np.float32)
+    h = np.tanh(((vol[..., None] - 5.0) / 2.0) @ w1.reshape(1, 4) + b1)
+    z = h @ w2.reshape(4, 3) + b2
+    want = np.exp(z - z.max(-1, keepdims=True))
+    want /= want.sum(-1, keepdims=True)
+    whole = predict_images(model, vol, patch_size=16, batch_size=2, mode="whole")
+    blended = predict_images(model, vol, patch_size=16, batch_size=4, mode="blended")
+    np.testing.assert_allclose(whole, want, rtol=0, atol=2e-6)
+    np.testing.assert_allclose(blended, want, rtol=0, atol=2e-6)
+    assert plan_prediction(model, (40, 72)).mode == "whole"
+
+
+@pytest.fixture(scope="module")
+def small_unet():
+    pytest.importorskip("keras")
+    from tomoflow.unet import build_unet
+
+    import keras
+
+    keras.utils.set_random_seed(3)
+    return build_unet(depth=3, base_filters=2, n_classes=3, mean=1.0, variance=4.0)
+
+
+def test_whole_mode_equals_model_on_hand_padded_slice(small_unet) -> None:
+    keras = pytest.importorskip("keras")
+    vol = np.random.default_rng(13).normal(1, 2, (3, 37, 53)).astype(np.float32)
+    got = predict_images(small_unet, vol, patch_size=16, batch_size=2, mode="whole")
+    # factor 4, margin 4: 37 + 8 = 45 -> 3 more (4 + 1, 4 + 2); 53 + 8 = 61 -> 3 more (5, 6)
+    padded = np.pad(vol, ((0, 0), (5, 6), (5, 6)), mode="reflect")[..., None]
+    want = keras.ops.convert_to_numpy(small_unet(padded))[:, 5:42, 5:58]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    assert len(np.unique(np.argmax(got, -1))) > 1
+
+
+def test_whole_mode_slab_and_batch_invariance(small_unet) -> None:
+    vol = np.random.default_rng(14).normal(1, 2, (7, 24, 40)).astype(np.float32)
+    lab1, p1 = predict_volume_slab(small_unet, vol, 0, 7, patch_size=16, batch_size=1, mode="whole", return_probabilities=True)
+    parts = [predict_volume_slab(small_unet, lambda a, b: vol[a:b], s0, s1, patch_size=16, batch_size=3, mode="whole",
+                                 return_probabilities=True) for s0, s1 in slab_ranges(7, 3)]
+    assert np.abs(np.concatenate([p[1] for p in parts]).astype(int) - p1.astype(int)).max() <= 1
+    assert (np.concatenate([p[0] for p in parts]) != lab1).mean() < 1e-3
+
+
+def test_plan_prediction_budget_and_fallbacks(small_unet, conv_model) -> None:
+    from tomoflow.unet import build_unet
+
+    tiny = build_unet(depth=2, base_filters=2, n_classes=3)  # 21.5 floats per pixel, factor 2
+    # 62 + 2*2 = 66 (a multiple of 2): 4 B * 21.5 * 66 * 66 = 374,616 B = 0.357 MiB per slice
+    plan = plan_prediction(tiny, (62, 62), batch_size=8, memory_budget_mb=1.0)
+    assert plan.mode == "whole" and plan.layout.padded_shape == (66, 66)
+    assert plan.mb_per_slice == pytest.approx(374616 / 2**20, rel=1e-12) and plan.per_call == 2
+    assert plan_prediction(tiny, (62, 62), batch_size=1, memory_budget_mb=1.0).per_call == 1
+    assert plan_prediction(tiny, (62, 62), memory_budget_mb=0.3).mode == "blended"  # does not fit: fall back
+    assert plan_prediction(tiny, (62, 62), memory_budget_mb=0.3, mode="whole").per_call == 1  # forced
+    assert plan_prediction(tiny, (62, 62), mode="blended").mode == "blended"
+    assert plan_prediction(conv_model, (40, 40)).mode == "blended"  # fixed 16x16 input
+    with pytest.raises(InputError, match="predict.mode"):
+        plan_prediction(conv_model, (40, 40), mode="whole")
+    with pytest.raises(InputError, match="predict.mode"):
+        plan_prediction(tiny, (40, 40), mode="one-pass")
+
+
+def test_predict_slab_file_refuses_wrong_class_count_before_writing(tmp_path, small_unet) -> None:
+    from tomoflow import io
+    from tomoflow.io.models import save_model
+    from tomoflow.unet import build_unet
+
+    vol = np.random.default_rng(15).normal(1, 2, (6, 24, 40)).astype(np.float32)
+    io.write_volume(tmp_path / "volume.mrc", vol, 0.5)
+    classes = ["background", "support", "particles"]
+    for k in (2, 4):
+        model_path = tmp_path / f"unet{k}.keras"
+        save_model(build_unet(depth=3, base_filters=2, n_classes=k), model_path)
+        out = tmp_path / f"slab_{k}.tif"
+        with pytest.raises(InputError) as err:
+            predict_slab_file(str(tmp_path / "volume.mrc"), str(model_path), str(out), slab=0, n_slabs=2,
+                              classes=classes, patch_size=[16, 16])
+        msg = str(err.value)
+        assert msg.startswith(str(model_path)) and f"{k} classes" in msg and "has 3" in msg
+        assert not out.exists()
+    # the right model: slab 1 of 2 = slices 3..5, the same labels as predicting the array directly
+    save_model(small_unet, tmp_path / "unet3.keras")
+    out = tmp_path / "slab_1.tif"
+    probs = [str(tmp_path / f"p{c}.tif") for c in range(3)]
+    predict_slab_file(str(tmp_path / "volume.mrc"), str(tmp_path / "unet3.keras"), str(out), probs, slab=1, n_slabs=2,
+                      classes=classes, patch_size=[16, 16], tta="false", mode="whole")
+    lab, vs = io.read_labels(out, 3)
+    want, pwant = predict_volume_slab(small_unet, vol, 3, 6, patch_size=16, mode="whole", return_probabilities=True)
+    assert vs == pytest.approx(0.5)
+    np.testing.assert_array_equal(lab, want)
+    np.testing.assert_array_equal(io.read_volume(probs[2])[0], pwant[..., 2])
 
 
 # --------------------------------------------------------------------------- figure

@@ -7,6 +7,7 @@ keras = pytest.importorskip("keras")
 
 from matplotlib.figure import Figure  # noqa: E402
 
+from tomoflow.errors import InputError  # noqa: E402
 from tomoflow.io.models import save_model  # noqa: E402
 from tomoflow.train import (  # noqa: E402
     AugmentSettings,
@@ -16,6 +17,8 @@ from tomoflow.train import (  # noqa: E402
     export_model,
     random_affine,
     resolve_monitor,
+    settings_from_params,
+    train_from_files,
     train_unet,
     training_curves_figure,
 )
@@ -161,10 +164,27 @@ def test_resolve_monitor():
         resolve_monitor("accuracy", CLASSES)
 
 
-def test_train_unet_rule_outputs(tmp_path, repo_root):
-    import runpy
-    from types import SimpleNamespace
+def _params(**kw):
+    base = dict(samples=["toy"], classes=CLASSES, seed=1, patch_size=[32, 32], base_filters=2, depth=3, epochs=2,
+                batch_size=2, learning_rate=5e-4, val_fraction=0.25, focal_gamma=1.0,
+                class_weights=[0.2, 0.3, 0.5], monitor="val_loss",
+                augment={"rotation_deg": 10.0, "flip": True, "zoom": 0.1, "shear_deg": 5.0})
+    base.update(kw)
+    return base
 
+
+def test_settings_from_params_checks_patch_and_weights():
+    s = settings_from_params(_params(), 3)
+    assert (s.depth, s.base_filters, s.epochs, s.class_weights) == (3, 2, 2, [0.2, 0.3, 0.5])
+    assert s.augment == AugmentSettings(10.0, True, 0.1, 5.0)
+    with pytest.raises(InputError, match=r"train.patch_size: \[48, 40\] is not two multiples of 2\*\*\(depth-1\) = 16"):
+        settings_from_params(_params(patch_size=[48, 40], depth=5), 3)
+    with pytest.raises(InputError, match="train.class_weights: 2 weights for 3 classes"):
+        settings_from_params(_params(class_weights=[0.5, 0.5]), 3)
+    assert settings_from_params(_params(class_weights="auto"), 3).class_weights == "auto"
+
+
+def test_train_from_files_writes_model_and_records(tmp_path):
     from tomoflow.io import read_json, read_tsv, write_labels, write_volume
 
     im, lab = _toy(4, 7)
@@ -176,25 +196,17 @@ def test_train_unet_rule_outputs(tmp_path, repo_root):
     names = ["model", "history", "curves", "class_weights", "split", "normalization"]
     files = ["unet.keras", "history.tsv", "training_curves.png", "class_weights.json", "split.json",
              "normalization.json"]
-    out = SimpleNamespace(**{n: str(m / f) for n, f in zip(names, files)})
-    params = SimpleNamespace(samples=["toy"], classes=CLASSES, seed=1, patch_size=[32, 32], base_filters=2,
-                             depth=3, epochs=2, batch_size=2, learning_rate=5e-4, val_fraction=0.25,
-                             focal_gamma=1.0, class_weights=[0.2, 0.3, 0.5], monitor="val_loss",
-                             augment={"rotation_deg": 10.0, "flip": True, "zoom": 0.1, "shear_deg": 5.0})
-    smk = SimpleNamespace(rule="train_unet", threads=1, log=[str(tmp_path / "train.log")], wildcards=None,
-                          input=SimpleNamespace(images=[str(tmp_path / "images.tif")],
-                                                labels=[str(tmp_path / "labels.tif")]),
-                          output=out, params=params)
-    runpy.run_path(str(repo_root / "workflow/scripts/train_unet.py"), init_globals={"snakemake": smk})
-    split = read_json(out.split)
+    out = {n: str(m / f) for n, f in zip(names, files)}
+    res = train_from_files([str(tmp_path / "images.tif")], [str(tmp_path / "labels.tif")], out, _params())
+    split = read_json(out["split"])
     assert split["patch_size"] == [32, 32] and len(split["train"]) == 6 and len(split["validation"]) == 2
-    assert read_json(out.class_weights)["alpha"] == [0.2, 0.3, 0.5]
-    hist = read_tsv(out.history)
-    assert len(hist) == 2 and "val_dsc_particles" in hist
-    norm = read_json(out.normalization)
+    assert read_json(out["class_weights"])["alpha"] == [0.2, 0.3, 0.5]
+    hist = read_tsv(out["history"])
+    assert len(hist) == 2 and "val_dsc_particles" in hist and res.best_epoch in (1, 2)
+    norm = read_json(out["normalization"])
     train_px = np.concatenate([im[r["index"], :, r["x0"]:r["x0"] + 32] for r in split["train"]])
     assert norm["mean"] == pytest.approx(float(train_px.mean()), rel=1e-5)
-    model = keras.saving.load_model(out.model)
+    model = keras.saving.load_model(out["model"])
     assert model.output_shape[-1] == 3
-    log_text = (tmp_path / "train.log").read_text()
-    assert "epoch 1/2" in log_text and "epoch 2/2" in log_text
+    with pytest.raises(InputError, match="train.samples"):
+        train_from_files([str(tmp_path / "images.tif")] * 2, [str(tmp_path / "labels.tif")], out, _params())

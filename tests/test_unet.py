@@ -7,9 +7,12 @@ keras = pytest.importorskip("keras")
 
 from tomoflow.io.models import load_model, save_model  # noqa: E402
 from tomoflow.train import export_model  # noqa: E402
+from tomoflow.errors import InputError  # noqa: E402
 from tomoflow.unet import (  # noqa: E402
     ClassDice,
     build_unet,
+    check_model_classes,
+    inspect_model,
     class_weights_from_labels,
     count_conv_steps,
     dice_per_class,
@@ -159,3 +162,38 @@ def test_dice_metric_matches_hand_counts():
         m.update_state(eye[t[1:]], eye[pr[1:]] * 0.9 + 0.03)
         assert float(keras.ops.convert_to_numpy(m.result())) == pytest.approx(expect, rel=1e-6)
     assert metric_name("Pt particles") == "dsc_pt_particles"
+
+
+def test_inspect_model_hand_counts():
+    # depth 2, 2 base filters, 3 classes: floats per input pixel of every layer output, by hand
+    # full resolution: input 1 + normalize 1 + down0 conv 2+2 + up0 transpose 2 + concat 4 + up0 conv 2+2
+    # + probabilities 3 = 19; half resolution (1/4 of the pixels): pool 2 + down1 conv 4+4 = 10 -> 2.5
+    info = inspect_model(build_unet(depth=2, base_filters=2, n_classes=3))
+    assert info.n_classes == 3 and info.factor == 2 and info.fully_convolutional
+    assert info.floats_per_px == pytest.approx(21.5, rel=1e-12)
+    assert not info.per_input_normalization
+    paper = inspect_model(build_unet(depth=6, base_filters=8, n_classes=4))
+    assert paper.factor == 32 and paper.n_classes == 4
+    fixed = inspect_model(build_unet(depth=3, base_filters=2, patch_size=(16, 32)))
+    assert fixed.input_hw == (16, 32) and not fixed.fully_convolutional and fixed.factor == 4
+
+
+def test_inspect_model_flags_per_input_normalisation():
+    inp = keras.Input((None, None, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inp)
+    x = keras.layers.GroupNormalization(groups=2)(x)  # statistics over each image's pixels
+    out = keras.layers.Conv2D(2, 1, activation="softmax")(x)
+    assert inspect_model(keras.Model(inp, out)).per_input_normalization
+    # LayerNormalization over channels only is per pixel: the same for a patch and a whole slice
+    y = keras.layers.LayerNormalization(axis=-1)(keras.layers.Conv2D(4, 1)(inp))
+    assert not inspect_model(keras.Model(inp, keras.layers.Conv2D(2, 1)(y))).per_input_normalization
+
+
+def test_check_model_classes_names_file_and_both_numbers():
+    check_model_classes(build_unet(depth=2, base_filters=2, n_classes=3), ["a", "b", "c"], "m.keras")
+    for k in (2, 4):
+        with pytest.raises(InputError) as err:
+            check_model_classes(build_unet(depth=2, base_filters=2, n_classes=k), ["bg", "support", "pt"], "x/unet.keras")
+        msg = str(err.value)
+        assert msg.startswith("x/unet.keras: ") and f"predicts {k} classes" in msg and "has 3" in msg
+        assert "\n" not in msg

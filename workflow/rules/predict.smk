@@ -1,5 +1,8 @@
-# Blended U-Net prediction of the whole reconstructed stack (tomoflow.predict), scatter/gather over slabs:
+# U-Net prediction of the whole reconstructed stack (tomoflow.predict), scatter/gather over slabs:
 # predict_slab (one job per slab, memory bounded by the slab) -> predict_segmentation (concatenate + figure).
+# predict.mode auto: one network pass per whole slice (several slices per call) where a slice fits the
+# memory budget (half of resources.mem_mb; the rest holds TensorFlow, the model and the slab's labels),
+# blended overlapping patches otherwise.
 # GPU: predict_slab declares gpu=1 so that a scheduler with GPUs gives it one; locally it only limits
 # concurrency when `--resources gpu=N` is given, and the same code runs on CPU (TensorFlow picks the device).
 
@@ -21,10 +24,13 @@ rule predict_slab:
         "benchmarks/results/predict_slab/{sample}_{i}.tsv"
     params:
         slabs=config["predict"]["slabs"],
+        mode=config["predict"]["mode"],
         batch_size=config["predict"]["batch_size"],
         tta=config["predict"]["tta"],
-        save_probabilities=config["predict"]["save_probabilities"],
         patch_size=config["train"]["patch_size"],
+        classes=CLASSES,
+        # MiB for the network's activations of one model call (auto mode: whole slices if one fits)
+        memory_budget_mb=lambda wildcards, resources: 0.5 * resources.mem_mb,
         # fallback voxel size (nm) where the volume header has none: pixel_size_nm of the sample table
         pixel_size_nm=sample_float("pixel_size_nm"),
     threads: 4

@@ -1,9 +1,29 @@
-"""Seamless patch-wise prediction of reconstructed slices and whole stacks (smooth blending).
+"""U-Net prediction of reconstructed slices and whole stacks: one pass per slice, or blended patches.
 
-A U-Net trained on ``patch_size`` patches is applied to slices of any shape by cutting every slice into
-overlapping patches, predicting them in batches (patches of several slices share a batch) and merging the
-per-patch class probabilities with a smooth window, as in the paper's reference method
-(*Smoothly-Blend-Image-Patches*, Chevalier 2017):
+Two methods (config ``predict.mode``; :func:`plan_prediction` decides for ``auto``):
+
+**One pass per slice** (``whole``).  The U-Net is fully convolutional, so a whole slice ``(H, W)`` is
+predicted in one network pass: it is reflect-padded by a margin of ``2**(depth-1)`` px (default; the
+context a patch border would otherwise lack) and up to the next multiple of ``2**(depth-1)`` (the five
+poolings of a depth-6 net need multiples of 32), several slices share one model call, and the output is
+cropped back to ``(H, W)``.  Cost: about ``(H+2m)(W+2m)`` pixels of network work per slice, against
+``4 H W`` (50 % overlap) - ``32 H W`` with 8-fold TTA - for blended patches.
+*Normalisation*: the model's first layer is a :class:`keras.layers.Normalization` holding the fixed
+mean and variance of the *training images* (not statistics of each input), so a whole slice is normalised
+exactly as a training patch was; a model that normalises by statistics of each input
+(:attr:`tomoflow.unet.ModelInfo.per_input_normalization`) is predicted with blended patches of the
+training size instead (``auto``) or refused (``whole``).
+*Memory*: one pass holds the network's activations for the whole slice.  :func:`tomoflow.unet.inspect_model`
+counts them per input pixel from the model's layers (the sum over all layer outputs, an upper bound of
+what is alive at once); ``auto`` predicts whole slices when one padded slice fits ``memory_budget_mb``
+(fed from the rule's ``resources: mem_mb``) and batches as many slices per call as fit (at most
+``batch_size``); otherwise it falls back to blended patches.
+
+**Blended patches** (``blended``, the paper's reference method, with ``tta`` its 8-fold test-time
+augmentation).  A U-Net trained on ``patch_size`` patches is applied to slices of any shape by cutting
+every slice into overlapping patches, predicting them in batches (patches of several slices share a batch)
+and merging the per-patch class probabilities with a smooth window (*Smoothly-Blend-Image-Patches*,
+Chevalier 2017):
 
 * **Window** - the outer product of two 1-D second-order spline windows.  From the triangle ``t``
   (:func:`scipy.signal.windows.triang`, values ``(2k+1)/M`` rising then falling for an even length
@@ -22,7 +42,8 @@ per-patch class probabilities with a smooth window, as in the paper's reference 
 * **Test-time augmentation** (``tta=True``) - the prediction of every patch is the mean over the 8
   rotations/mirrors of the square (the dihedral group D4: input transformed, output transformed back).
   Rectangular patches cannot be rotated by 90° without changing shape, so they use the 4 mirrors
-  (identity, up-down, left-right, both).
+  (identity, up-down, left-right, both).  In one-pass mode the whole padded slice goes through all 8
+  (a fully convolutional model takes the transposed shape too).
 
 The model is a Keras model (``predict_on_batch`` is used) or any callable taking a float32 batch
 ``(B, Hp, Wp, 1)`` of *raw* intensities (the normalisation of training is a layer inside the saved
@@ -30,7 +51,7 @@ model) and returning softmax probabilities ``(B, Hp, Wp, C)``.  Every model call
 ``batch_size`` patches (the last batch is padded with zeros and its extra outputs dropped) so a compiled
 model never retraces.
 
-Memory: slices are processed in chunks of the fewest slices whose patches fill whole batches
+Memory (blended): slices are processed in chunks of the fewest slices whose patches fill whole batches
 (:func:`chunk_slices_for`; float64 accumulators capped by ``max_chunk_mb``), independent of the stack;
 :func:`predict_volume_slab` reads its input chunk by chunk through a reader callable
 and keeps only uint8 labels (and optional uint8 probabilities) of its slab, so the memory of a slab job
@@ -64,6 +85,12 @@ __all__ = [
     "predict_chunks",
     "predict_images",
     "predict_volume_slab",
+    "predict_slab_file",
+    "MODES",
+    "WholeSliceLayout",
+    "whole_slice_layout",
+    "PredictionPlan",
+    "plan_prediction",
     "probabilities_to_uint8",
     "chunk_slices_for",
     "figure_positions",
@@ -73,6 +100,9 @@ __all__ = [
 
 #: A volume, or a reader ``(start, stop) -> ndarray (stop - start, H, W)`` returning slices of one.
 SliceSource = Union[np.ndarray, Callable[[int, int], np.ndarray]]
+
+#: Values of ``predict.mode``.
+MODES: tuple[str, ...] = ("auto", "whole", "blended")
 
 #: Class colours of the prediction figure (index = label value): pores black, support blue, Pt orange.
 DEFAULT_CLASS_COLORS: tuple[str, ...] = ("#000000", "#4a90d9", "#ffb000", "#d62728", "#2ca02c", "#9467bd")
@@ -362,7 +392,7 @@ def _read(source: SliceSource, start: int, stop: int) -> np.ndarray:
     return block.astype(np.float32, copy=False)
 
 
-def predict_chunks(
+def _blended_chunks(
     model: Any,
     source: SliceSource,
     start: int,
@@ -373,44 +403,13 @@ def predict_chunks(
     tta: bool = False,
     chunk_slices: int | None = None,
     max_chunk_mb: float = 256.0,
+    first: np.ndarray | None = None,
 ) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Blended class probabilities of slices ``[start, stop)``, one chunk of slices at a time.
-
-    Patches of all slices of a chunk are batched together.
-
-    Parameters
-    ----------
-    model : keras.Model or callable
-        See :func:`as_predictor`.
-    source : ndarray, shape (n_slices, H, W), or callable ``(a, b) -> ndarray (b - a, H, W)``
-        Raw intensities (any real dtype; used as float32).
-    start, stop : int
-        Slice range (axis 0).
-    patch_size : int or (int, int)
-        Model input ``(Hp, Wp)`` in px (``train.patch_size``).
-    batch_size : int
-        Patches per model call (with ``tta`` each patch makes 8 (4) inputs, still in calls of this size).
-    tta : bool
-        Average over the 8 rotations/mirrors (4 mirrors for rectangular patches).
-    chunk_slices : int, optional
-        Slices per chunk; default from :func:`chunk_slices_for` with ``max_chunk_mb``.
-    max_chunk_mb : float
-        Memory budget of one chunk's accumulators (MiB).
-
-    Yields
-    ------
-    (int, int, ndarray)
-        ``(a, b, probabilities)`` with probabilities of shape ``(b - a, H, W, C)`` float32, for
-        consecutive chunks covering ``[start, stop)``.
-    """
-    if batch_size < 1:
-        raise InputError("predict.batch_size", f"must be >= 1, got {batch_size}", "set predict.batch_size to e.g. 8")
-    if stop <= start:
-        return
+    """Blended probabilities of slices ``[start, stop)`` (see :func:`predict_chunks`)."""
     hp, wp = _patch_pair(patch_size)
     predict = as_predictor(model, (hp, wp))
     window = spline_window_2d((hp, wp))
-    first = _read(source, start, start + 1)
+    first = _read(source, start, start + 1) if first is None else first
     grid = patch_grid(first.shape[1:], (hp, wp))
     wsum = _weight_sum(grid, window)[grid.crop()]
     n_total = stop - start
@@ -462,6 +461,270 @@ def predict_chunks(
         a = b
 
 
+# --------------------------------------------------------------------------- one pass per slice
+@dataclass(frozen=True)
+class WholeSliceLayout:
+    """Reflect padding of a slice for one-pass prediction (sizes in px).
+
+    Attributes
+    ----------
+    shape : (int, int)
+        Original slice shape ``(H, W)``.
+    pad : ((int, int), (int, int))
+        ``((top, bottom), (left, right))``: at least ``margin`` on every side, and the padded size a
+        multiple of the model's ``factor``.
+    """
+
+    shape: tuple[int, int]
+    pad: tuple[tuple[int, int], tuple[int, int]]
+
+    @property
+    def padded_shape(self) -> tuple[int, int]:
+        """``(H + top + bottom, W + left + right)``."""
+        return (self.shape[0] + sum(self.pad[0]), self.shape[1] + sum(self.pad[1]))
+
+    def crop(self) -> tuple[slice, slice]:
+        """Index of the original slice inside the padded one."""
+        (t, _), (l, _) = self.pad
+        return slice(t, t + self.shape[0]), slice(l, l + self.shape[1])
+
+
+def whole_slice_layout(shape: Sequence[int], factor: int, margin_px: int) -> WholeSliceLayout:
+    """Padding of a ``(H, W)`` slice to a multiple of ``factor`` with at least ``margin_px`` on each side.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Slice shape in px (≥ 1 each).
+    factor : int
+        Required divisor of the padded height and width (``2**(depth-1)`` for the U-Net).
+    margin_px : int
+        Reflected context added on every side (≥ 0).
+
+    Returns
+    -------
+    WholeSliceLayout
+        Per axis ``n``: total padding ``2 m + e`` with ``e = (-(n + 2m)) mod factor``, split as
+        ``m + e//2`` before and ``m + e - e//2`` after.
+    """
+    h, w = (int(v) for v in shape)
+    if h < 1 or w < 1:
+        raise InputError("volume", f"slice shape {h}x{w} is empty", "check the reconstructed volume")
+    f, m = max(1, int(factor)), max(0, int(margin_px))
+    pads = []
+    for n in (h, w):
+        e = (-(n + 2 * m)) % f
+        pads.append((m + e // 2, m + e - e // 2))
+    return WholeSliceLayout((h, w), (pads[0], pads[1]))
+
+
+@dataclass(frozen=True)
+class PredictionPlan:
+    """How a stack of slices of one shape is predicted (see :func:`plan_prediction`).
+
+    Attributes
+    ----------
+    mode : str
+        ``"whole"`` (one pass per slice) or ``"blended"`` (overlapping patches).
+    per_call : int
+        Slices per model call (whole) or patches per model call (blended).
+    layout : WholeSliceLayout or None
+        Padding of each slice (whole only).
+    mb_per_slice : float
+        Estimated activation memory of one padded slice in one pass (MiB; NaN when unknown).
+    reason : str
+        Why this method (logged).
+    """
+
+    mode: str
+    per_call: int
+    layout: WholeSliceLayout | None
+    mb_per_slice: float
+    reason: str
+
+
+def _model_info(model: Any) -> Any:
+    """:class:`tomoflow.unet.ModelInfo` of a Keras model, None for a plain callable."""
+    if not (hasattr(model, "layers") and hasattr(model, "input_shape") and hasattr(model, "output_shape")):
+        return None
+    from .unet import inspect_model  # imports Keras: only when a Keras model is given
+
+    return inspect_model(model)
+
+
+def plan_prediction(
+    model: Any,
+    slice_shape: Sequence[int],
+    *,
+    mode: str = "auto",
+    batch_size: int = 8,
+    memory_budget_mb: float = 2048.0,
+    margin_px: int | None = None,
+) -> PredictionPlan:
+    """Choose one-pass or blended prediction for slices of ``slice_shape``.
+
+    Parameters
+    ----------
+    model : keras.Model or callable
+        A Keras model is inspected (:func:`tomoflow.unet.inspect_model`).  A plain callable is predicted
+        with blended patches under ``auto``; under ``whole`` it is taken to accept any input size (factor
+        1, memory unknown).
+    slice_shape : (int, int)
+        ``(H, W)`` in px.
+    mode : {"auto", "whole", "blended"}
+        ``auto``: one pass where the model is fully convolutional, normalises with fixed statistics and
+        one padded slice fits ``memory_budget_mb``; blended otherwise.  ``whole``: one pass (InputError if
+        the model cannot take whole slices; a warning if the estimate exceeds the budget).
+        ``blended``: overlapping patches.
+    batch_size : int
+        Most slices (whole) or patches (blended) per model call.
+    memory_budget_mb : float
+        Memory for the network's activations of one model call, MiB.
+    margin_px : int, optional
+        Reflected context around each slice in one-pass mode; default the model's ``factor``
+        (``2**(depth-1)``, 32 px for depth 6), 0 for a plain callable.
+
+    Returns
+    -------
+    PredictionPlan
+    """
+    if mode not in MODES:
+        raise InputError("predict.mode", f"{mode!r} is not one of {', '.join(MODES)}", "set predict.mode: auto, whole or blended")
+    if batch_size < 1:
+        raise InputError("predict.batch_size", f"must be >= 1, got {batch_size}", "set predict.batch_size to e.g. 8")
+    if mode == "blended":
+        return PredictionPlan("blended", batch_size, None, math.nan, "predict.mode is blended")
+    info = _model_info(model)
+    if info is None and mode == "auto":
+        return PredictionPlan("blended", batch_size, None, math.nan, "a plain callable: input sizes it takes are unknown")
+    factor = info.factor if info is not None else 1
+    margin = int(margin_px) if margin_px is not None else (factor if factor > 1 else 0)
+    layout = whole_slice_layout(slice_shape, factor, margin)
+    hp, wp = layout.padded_shape
+    mb = 4.0 * info.floats_per_px * hp * wp / 2**20 if info is not None else math.nan
+    problem = None
+    if info is not None and not info.fully_convolutional:
+        problem = f"the model takes only {info.input_hw[0]}x{info.input_hw[1]} inputs"
+    elif info is not None and info.per_input_normalization:
+        problem = "the model normalises each input by its own statistics (a whole slice would differ from a patch)"
+    if problem is not None:
+        if mode == "whole":
+            raise InputError("predict.mode", f"whole needs a fully convolutional model with fixed normalisation, but {problem}", "set predict.mode: auto or blended")
+        return PredictionPlan("blended", batch_size, None, mb, problem)
+    fits = int(memory_budget_mb // mb) if math.isfinite(mb) and mb > 0 else batch_size
+    if fits < 1:
+        if mode == "auto":
+            return PredictionPlan("blended", batch_size, None, mb, f"one {hp}x{wp} slice needs ~{mb:.0f} MiB > budget {memory_budget_mb:.0f} MiB")
+        log.warning("predict.mode whole: one %dx%d slice needs ~%.0f MiB, more than the budget of %.0f MiB", hp, wp, mb, memory_budget_mb)
+        fits = 1
+    reason = f"{hp}x{wp} padded slice, ~{mb:.0f} MiB each, budget {memory_budget_mb:.0f} MiB" if math.isfinite(mb) else "plain callable"
+    return PredictionPlan("whole", max(1, min(batch_size, fits)), layout, mb, reason)
+
+
+def _whole_chunks(
+    predict: Callable[[np.ndarray], np.ndarray],
+    source: SliceSource,
+    start: int,
+    stop: int,
+    plan: PredictionPlan,
+    tta: bool,
+    first: np.ndarray,
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """One-pass probabilities of slices ``[start, stop)``, ``plan.per_call`` slices per model call."""
+    layout = plan.layout
+    assert layout is not None
+    ops = _tta_ops(True) if tta else [(lambda a: a, lambda a: a)]
+    cy, cx = layout.crop()
+    t0 = time.perf_counter()
+    a = start
+    while a < stop:
+        b = min(stop, a + plan.per_call)
+        if a == start:
+            block = first if b - a == 1 else np.concatenate([first, _read(source, a + 1, b)])
+        else:
+            block = _read(source, a, b)
+        if block.shape[1:] != layout.shape:
+            raise InputError("volume", f"slice shape changed from {layout.shape} to {block.shape[1:]}", "pass slices of one shape")
+        x = np.pad(block, ((0, 0),) + layout.pad, mode="reflect")[..., None]
+        acc: np.ndarray | None = None
+        for fwd, inv in ops:
+            y = inv(predict(np.ascontiguousarray(fwd(x))))[:, cy, cx]
+            acc = y.astype(np.float64) if acc is None else acc + y
+        assert acc is not None
+        out = (acc / len(ops)).astype(np.float32)
+        dt = time.perf_counter() - t0
+        log.info("predicted slices %d-%d (%d/%d, one pass per slice%s): %.2f slices/s",
+                 a, b - 1, b - start, stop - start, ", 8-fold TTA" if tta else "", (b - start) / max(dt, 1e-9))
+        yield a, b, out
+        a = b
+
+
+def predict_chunks(
+    model: Any,
+    source: SliceSource,
+    start: int,
+    stop: int,
+    *,
+    patch_size: int | Sequence[int],
+    batch_size: int = 8,
+    tta: bool = False,
+    chunk_slices: int | None = None,
+    max_chunk_mb: float = 256.0,
+    mode: str = "auto",
+    memory_budget_mb: float = 2048.0,
+    margin_px: int | None = None,
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Class probabilities of slices ``[start, stop)``, one chunk of slices at a time.
+
+    The method (one pass per slice or blended patches) is chosen once for the stack by
+    :func:`plan_prediction` and logged.
+
+    Parameters
+    ----------
+    model : keras.Model or callable
+        See :func:`as_predictor`.
+    source : ndarray, shape (n_slices, H, W), or callable ``(a, b) -> ndarray (b - a, H, W)``
+        Raw intensities (any real dtype; used as float32).
+    start, stop : int
+        Slice range (axis 0).
+    patch_size : int or (int, int)
+        Blended: model input ``(Hp, Wp)`` in px (``train.patch_size``).
+    batch_size : int
+        Blended: patches per model call (with ``tta`` each patch makes 8 (4) inputs, still in calls of this
+        size).  One pass: the most slices per model call.
+    tta : bool
+        Average over the 8 rotations/mirrors (4 mirrors for rectangular patches).
+    chunk_slices : int, optional
+        Blended: slices per chunk; default from :func:`chunk_slices_for` with ``max_chunk_mb``.
+    max_chunk_mb : float
+        Blended: memory budget of one chunk's accumulators (MiB).
+    mode, memory_budget_mb, margin_px
+        See :func:`plan_prediction`.
+
+    Yields
+    ------
+    (int, int, ndarray)
+        ``(a, b, probabilities)`` with probabilities of shape ``(b - a, H, W, C)`` float32, for
+        consecutive chunks covering ``[start, stop)``.
+    """
+    if batch_size < 1:
+        raise InputError("predict.batch_size", f"must be >= 1, got {batch_size}", "set predict.batch_size to e.g. 8")
+    if stop <= start:
+        return
+    first = _read(source, start, start + 1)
+    plan = plan_prediction(model, first.shape[1:], mode=mode, batch_size=batch_size,
+                           memory_budget_mb=memory_budget_mb, margin_px=margin_px)
+    if plan.mode == "whole":
+        assert plan.layout is not None
+        log.info("one pass per slice: %dx%d slices padded to %dx%d, %d slice(s) per call (%s)",
+                 *plan.layout.shape, *plan.layout.padded_shape, plan.per_call, plan.reason)
+        yield from _whole_chunks(as_predictor(model), source, start, stop, plan, tta, first)
+        return
+    log.info("blended patches %s, %d per call (%s)", list(_patch_pair(patch_size)), batch_size, plan.reason)
+    yield from _blended_chunks(model, source, start, stop, patch_size=patch_size, batch_size=batch_size, tta=tta,
+                               chunk_slices=chunk_slices, max_chunk_mb=max_chunk_mb, first=first)
+
+
 def predict_images(
     model: Any,
     images: npt.ArrayLike,
@@ -469,8 +732,11 @@ def predict_images(
     patch_size: int | Sequence[int],
     batch_size: int = 8,
     tta: bool = False,
+    mode: str = "auto",
+    memory_budget_mb: float = 2048.0,
+    margin_px: int | None = None,
 ) -> npt.NDArray[np.float32]:
-    """Blended class probabilities of a stack of images of any shape.
+    """Class probabilities of a stack of images of any shape (one pass per image, or blended patches).
 
     Parameters
     ----------
@@ -483,19 +749,22 @@ def predict_images(
     batch_size : int
         Patches per model call.
     tta : bool
-        Average over the 8 rotations/mirrors of each patch.
+        Average over the 8 rotations/mirrors of each patch (or padded image in one-pass mode).
+    mode, memory_budget_mb, margin_px
+        See :func:`plan_prediction`.
 
     Returns
     -------
     ndarray, shape (n, H, W, C), float32
-        Window-weighted mean of the overlapping patch predictions.
+        One-pass probabilities, or the window-weighted mean of the overlapping patch predictions.
     """
     arr = np.asarray(images)
     if arr.ndim != 3:
         raise InputError("images", f"expected a stack (n, H, W), got shape {arr.shape}", "add a leading axis for a single image (images[None])")
     if arr.shape[0] == 0:
         raise InputError("images", "the stack is empty", "pass at least one image")
-    parts = [p for _, _, p in predict_chunks(model, arr, 0, arr.shape[0], patch_size=patch_size, batch_size=batch_size, tta=tta)]
+    parts = [p for _, _, p in predict_chunks(model, arr, 0, arr.shape[0], patch_size=patch_size, batch_size=batch_size,
+                                             tta=tta, mode=mode, memory_budget_mb=memory_budget_mb, margin_px=margin_px)]
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
@@ -517,12 +786,16 @@ def predict_volume_slab(
     return_probabilities: bool = False,
     chunk_slices: int | None = None,
     max_chunk_mb: float = 256.0,
+    mode: str = "auto",
+    memory_budget_mb: float = 2048.0,
+    margin_px: int | None = None,
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8] | None]:
     """Labels (and uint8 probabilities) of the slab ``[start, stop)`` of a volume.
 
     Input is read one chunk at a time (see :func:`predict_chunks`), so memory is bounded by the chunk
     plus the uint8 outputs of the slab - never by the stack.  The result does not depend on how the stack
-    is cut into slabs or chunks (every slice is predicted on its own 2-D patch grid).
+    is cut into slabs or chunks (every slice is predicted on its own; one-pass results may differ by float
+    rounding between batch sizes).
 
     Parameters
     ----------
@@ -533,7 +806,7 @@ def predict_volume_slab(
         :func:`tomoflow.io.read_slab`).
     start, stop : int
         Slab range along axis 0 (from :func:`tomoflow.slabs.slab_ranges`).
-    patch_size, batch_size, tta, chunk_slices, max_chunk_mb
+    patch_size, batch_size, tta, chunk_slices, max_chunk_mb, mode, memory_budget_mb, margin_px
         See :func:`predict_chunks`.
     return_probabilities : bool
         Also return the probabilities scaled to uint8.
@@ -549,7 +822,8 @@ def predict_volume_slab(
     probs: list[np.ndarray] = []
     for _, _, p in predict_chunks(
         model, source, start, stop, patch_size=patch_size, batch_size=batch_size, tta=tta,
-        chunk_slices=chunk_slices, max_chunk_mb=max_chunk_mb,
+        chunk_slices=chunk_slices, max_chunk_mb=max_chunk_mb, mode=mode, memory_budget_mb=memory_budget_mb,
+        margin_px=margin_px,
     ):
         labels.append(np.argmax(p, axis=-1).astype(np.uint8))
         if return_probabilities:
@@ -559,6 +833,97 @@ def predict_volume_slab(
         return empty, (np.zeros((0, 0, 0, 0), dtype=np.uint8) if return_probabilities else None)
     lab = np.concatenate(labels)
     return lab, (np.concatenate(probs) if return_probabilities else None)
+
+
+def _flag(value: Any, key: str) -> bool:
+    """A config boolean; strings from ``--config key=false`` are parsed, not taken as truthy."""
+    if isinstance(value, str):
+        v = value.strip().lower()
+        if v in ("true", "1", "yes", "on"):
+            return True
+        if v in ("false", "0", "no", "off", ""):
+            return False
+        raise InputError(key, f"{value!r} is not a boolean", "use true or false")
+    return bool(value)
+
+
+def predict_slab_file(
+    volume: str,
+    model_path: str,
+    labels_out: str,
+    probability_outs: Sequence[str] = (),
+    *,
+    slab: int,
+    n_slabs: int,
+    classes: Sequence[str],
+    patch_size: Sequence[int],
+    batch_size: int = 8,
+    tta: bool | str = False,
+    mode: str = "auto",
+    memory_budget_mb: float = 2048.0,
+    pixel_size_nm: float | None = None,
+) -> None:
+    """Predict slab ``slab`` of ``n_slabs`` of a volume file and write its labels (rule ``predict_slab``).
+
+    The model is checked against ``classes`` before anything is predicted or written.
+
+    Parameters
+    ----------
+    volume : str
+        Reconstructed volume (MRC/TIFF), shape ``(n_slices, n_z, n_x)``, read chunk by chunk.
+    model_path : str
+        Trained ``.keras`` model (:func:`tomoflow.io.models.load_model`).
+    labels_out : str
+        Output uint8 labels of the slab, shape ``(stop - start, n_z, n_x)``.
+    probability_outs : sequence of str
+        One uint8 probability file per class (``round(255 p)``), or empty for none.
+    slab, n_slabs : int
+        Which of :func:`tomoflow.slabs.slab_ranges` ``(n_slices, n_slabs)``.
+    classes : sequence of str
+        Configured class names; the model must predict ``len(classes)`` classes.
+    patch_size, batch_size, tta, mode, memory_budget_mb
+        See :func:`predict_chunks` (``tta`` may be a config string such as ``"false"``).
+    pixel_size_nm : float, optional
+        Voxel size (nm) where the volume header has none.
+
+    Raises
+    ------
+    InputError
+        Model with another number of classes, an empty slab, unreadable files.
+    """
+    from . import io
+    from .io.models import load_model  # imports Keras
+    from .slabs import slab_ranges
+    from .unet import check_model_classes
+
+    n_slices = io.volume_shape(volume)[0]
+    start, stop = slab_ranges(n_slices, int(n_slabs))[int(slab)]
+    if stop <= start:
+        raise InputError("predict.slabs", f"{n_slabs} slabs for a volume of {n_slices} slices leaves slab {slab} empty", f"set predict.slabs <= {n_slices}")
+    model = load_model(model_path, compile=False)
+    check_model_classes(model, list(classes), str(model_path))
+    probs_out = list(probability_outs)
+    if probs_out and len(probs_out) != len(classes):
+        raise InputError("predict.save_probabilities", f"{len(probs_out)} probability files for {len(classes)} classes", "declare one output per class")
+    voxel: list[float | None] = []
+
+    def read(a: int, b: int) -> np.ndarray:
+        data, vs = io.read_slab(volume, start + a, start + b)
+        voxel.append(vs)
+        return data
+
+    use_tta = _flag(tta, "predict.tta")
+    log.info("slab %d: slices [%d, %d) of %d, model %s, mode %s, patch %s, batch %d, tta %s, budget %.0f MiB",
+             slab, start, stop, n_slices, model_path, mode, list(patch_size), int(batch_size), use_tta, memory_budget_mb)
+    labels, probs = predict_volume_slab(
+        model, read, 0, stop - start, patch_size=tuple(int(v) for v in patch_size), batch_size=int(batch_size),
+        tta=use_tta, return_probabilities=bool(probs_out), mode=str(mode), memory_budget_mb=float(memory_budget_mb),
+    )
+    vs = io.voxel_size_or(volume, voxel[0] if voxel else None, pixel_size_nm or None)
+    io.write_labels(labels_out, labels, vs)
+    if probs is not None:
+        for c, path in enumerate(probs_out):
+            io.write_volume(path, probs[..., c], vs)
 
 
 # --------------------------------------------------------------------------- figure

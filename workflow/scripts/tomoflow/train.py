@@ -19,7 +19,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -27,6 +27,7 @@ import pandas as pd
 from keras import ops
 from matplotlib.figure import Figure
 
+from .errors import InputError
 from .unet import ClassDice, build_unet, class_weights_from_labels, focal_loss, metric_name
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ __all__ = [
     "train_unet",
     "export_model",
     "training_curves_figure",
+    "settings_from_params",
+    "train_from_files",
 ]
 
 
@@ -465,3 +468,113 @@ def training_curves_figure(
             ax.axvline(best_epoch, color="0.6", lw=0.8, ls=":")
     fig.suptitle("U-Net training")
     return fig
+
+
+def settings_from_params(params: Mapping[str, Any], n_classes: int) -> TrainSettings:
+    """:class:`TrainSettings` from the ``train`` config values (rule ``train_unet``'s params), checked.
+
+    Parameters
+    ----------
+    params : mapping
+        Keys ``depth, base_filters, epochs, batch_size, learning_rate, focal_gamma, class_weights,
+        monitor, seed, augment`` (``augment``: ``rotation_deg, flip, zoom, shear_deg``) and
+        ``patch_size`` (checked against the depth).
+    n_classes : int
+        Number of configured classes (checked against explicit class weights).
+
+    Raises
+    ------
+    InputError
+        ``train.patch_size`` not divisible by ``2**(depth-1)``, or ``train.class_weights`` of the wrong
+        length.
+    """
+    depth = int(params["depth"])
+    factor = 2 ** (depth - 1)
+    patch = [int(v) for v in params["patch_size"]]
+    if len(patch) != 2 or patch[0] % factor or patch[1] % factor:
+        raise InputError("train.patch_size", f"{patch} is not two multiples of 2**(depth-1) = {factor}",
+                         f"use multiples of {factor} (e.g. 128 or 512) or a smaller train.depth")
+    cw: str | list[float] = params["class_weights"]
+    if not isinstance(cw, str):
+        cw = [float(v) for v in cw]
+        if len(cw) != n_classes:
+            raise InputError("train.class_weights", f"{len(cw)} weights for {n_classes} classes",
+                             "give one weight per class or 'auto'")
+    aug = params["augment"]
+    return TrainSettings(
+        depth=depth, base_filters=int(params["base_filters"]), epochs=int(params["epochs"]),
+        batch_size=int(params["batch_size"]), learning_rate=float(params["learning_rate"]),
+        focal_gamma=float(params["focal_gamma"]), class_weights=cw, monitor=str(params["monitor"]),
+        seed=int(params["seed"]),
+        augment=AugmentSettings(float(aug["rotation_deg"]), bool(aug["flip"]), float(aug["zoom"]),
+                                float(aug["shear_deg"])),
+    )
+
+
+def train_from_files(
+    image_paths: Sequence[str],
+    label_paths: Sequence[str],
+    outputs: Mapping[str, str],
+    params: Mapping[str, Any],
+) -> TrainResult:
+    """Train the U-Net on annotation stacks and write the model and its records (rule ``train_unet``).
+
+    Parameters
+    ----------
+    image_paths, label_paths : sequence of str
+        Per sample of ``params["samples"]``: the annotation images (float, ``(n, H, W)``) and labels
+        (uint8, same shape) written by ``extract_annotations``.
+    outputs : mapping
+        Paths ``model`` (``.keras``), ``history`` (TSV), ``curves`` (PNG), ``class_weights``, ``split`` and
+        ``normalization`` (JSON).
+    params : mapping
+        ``samples``, ``classes``, ``patch_size``, ``val_fraction`` and the keys of
+        :func:`settings_from_params`.
+
+    Returns
+    -------
+    TrainResult
+        After everything is written.
+    """
+    from . import io
+    from .annotations import make_split, split_records
+    from .io.models import save_model
+
+    classes = list(params["classes"])
+    settings = settings_from_params(params, len(classes))
+    patch = [int(v) for v in params["patch_size"]]
+    samples = list(params["samples"])
+    if not (len(samples) == len(image_paths) == len(label_paths)):
+        raise InputError("train.samples", f"{len(samples)} samples but {len(image_paths)} image and "
+                         f"{len(label_paths)} label stacks", "give one annotation stack pair per sample")
+    images, labels = {}, {}
+    for s, im_path, lab_path in zip(samples, image_paths, label_paths):
+        images[s] = io.read_volume(im_path)[0].astype(np.float32)
+        labels[s] = io.read_labels(lab_path, len(classes))[0]
+    split = make_split({s: a.shape for s, a in images.items()}, patch, float(params["val_fraction"]),
+                       int(params["seed"]))
+    ti, tl = split_records(images, split["train"]), split_records(labels, split["train"])
+    vi, vl = split_records(images, split["validation"]), split_records(labels, split["validation"])
+    res = train_unet(ti, tl, vi, vl, classes, settings)
+    export_model(res.model, res.alpha, settings.focal_gamma, settings.learning_rate)
+    save_model(res.model, outputs["model"])
+    io.write_tsv(outputs["history"], res.history)
+    io.save_figure(training_curves_figure(res.history, classes, res.best_epoch), outputs["curves"])
+    best = res.history.iloc[res.best_epoch - 1]
+    auto = isinstance(settings.class_weights, str)
+    io.write_json(outputs["class_weights"], {
+        "classes": classes,
+        "alpha": res.alpha.tolist(),
+        "gamma": settings.focal_gamma,
+        "mode": "auto" if auto else "config",
+        "rule": f"alpha_c = f_c**-{settings.alpha_power:g} / sum_k f_k**-{settings.alpha_power:g} "
+        "(f_c: class fraction of the training patches)" if auto else "train.class_weights",
+        "frequencies": res.frequencies.tolist(),
+        "best_epoch": res.best_epoch,
+        "monitor": res.monitor,
+        "validation_dsc": {c: float(best[f"val_{metric_name(c)}"]) for c in classes},
+    })
+    io.write_json(outputs["split"], split)
+    io.write_json(outputs["normalization"], {**res.normalization, "layer": "normalize",
+                                             "note": "model input = raw intensities; (x - mean) / std inside"})
+    return res

@@ -48,11 +48,14 @@ import logging
 import math
 import re
 import warnings
+from dataclasses import dataclass
 from typing import Sequence
 
 import keras
 import numpy as np
 from keras import layers, ops
+
+from .errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,9 @@ __all__ = [
     "dice_per_class",
     "metric_name",
     "count_conv_steps",
+    "ModelInfo",
+    "inspect_model",
+    "check_model_classes",
 ]
 
 
@@ -176,6 +182,120 @@ def count_conv_steps(model: keras.Model) -> tuple[int, int]:
     down = {lay.name.split("_")[0] for lay in model.layers if re.match(r"down\d+_conv", lay.name)}
     up = {lay.name.split("_")[0] for lay in model.layers if re.match(r"up\d+_conv", lay.name)}
     return len(down), len(up)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What prediction needs to know about a trained segmentation model (see :func:`inspect_model`).
+
+    Attributes
+    ----------
+    n_classes : int
+        Output channels (softmax classes).
+    input_hw : (int or None, int or None)
+        Fixed input height/width, ``None`` where any size is accepted (fully convolutional).
+    factor : int
+        Input heights/widths must be multiples of this (``2**(depth - 1)`` for :func:`build_unet`): the
+        largest down-sampling of any layer.
+    floats_per_px : float
+        Sum over all layer outputs of their float count per input pixel - the memory of one forward pass
+        if every intermediate result were kept (an upper bound of the live activations), in floats per
+        input pixel; bytes = ``4 * floats_per_px * H * W`` per image.
+    per_input_normalization : bool
+        True when a layer normalises with statistics of the input image itself (GroupNormalization,
+        LayerNormalization over spatial axes): then a whole slice is normalised differently from a
+        training patch and prediction must use patches of the training size.
+    """
+
+    n_classes: int
+    input_hw: tuple[int | None, int | None]
+    factor: int
+    floats_per_px: float
+    per_input_normalization: bool
+
+    @property
+    def fully_convolutional(self) -> bool:
+        """Whether the model accepts any input size that is a multiple of :attr:`factor`."""
+        return self.input_hw == (None, None)
+
+
+def _per_input_norm(layer) -> bool:
+    """Whether ``layer`` normalises with statistics computed over the spatial axes of each input."""
+    if isinstance(layer, layers.GroupNormalization):
+        return True
+    if isinstance(layer, layers.LayerNormalization):
+        axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+        return any(int(a) in (1, 2, -2, -3) for a in axes)
+    return False
+
+
+def inspect_model(model: keras.Model, reference_px: int = 1024) -> ModelInfo:
+    """Classes, size constraints and activation memory of a single-input, single-output image model.
+
+    The per-pixel activation count is measured on a symbolic ``reference_px`` × ``reference_px`` input
+    (no computation): every layer output of a fully convolutional network scales with the number of input
+    pixels, so ``floats_per_px`` holds for any slice size.  The normalisation of :func:`build_unet` is a
+    :class:`keras.layers.Normalization` with the *fixed* mean/variance of the training images, i.e. the
+    same affine map for a 128² patch and a 1024×512 slice, so ``per_input_normalization`` is False for it.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Input ``(B, H, W, 1)``, output ``(B, H, W, C)``.
+    reference_px : int
+        Side of the symbolic probe image (a power of two, larger than the model's down-sampling).
+
+    Returns
+    -------
+    ModelInfo
+    """
+    in_shape = tuple(model.input_shape)
+    out_shape = tuple(model.output_shape)
+    n_classes = int(out_shape[-1])
+    hw = (in_shape[1], in_shape[2])
+    per_input = any(_per_input_norm(lay) for lay in model.layers)
+    probe = (hw[0] or reference_px, hw[1] or reference_px)
+    try:
+        feat = keras.Model(model.inputs, [lay.output for lay in model.layers if not isinstance(lay, layers.InputLayer)])
+        specs = feat.compute_output_spec(keras.KerasTensor((1, probe[0], probe[1], 1)))
+    except Exception as exc:  # noqa: BLE001 - subclassed models have no layer graph: no estimate
+        log.debug("no per-layer shapes for %s: %s", model.name, exc)
+        return ModelInfo(n_classes, hw, 1, math.nan, per_input)
+    total = float(probe[0] * probe[1])  # the input itself
+    smallest = min(probe)
+    for spec in specs:
+        shape = tuple(spec.shape)
+        total += float(np.prod([int(v) for v in shape[1:]]))
+        if len(shape) == 4:
+            smallest = min(smallest, int(shape[1]), int(shape[2]))
+    factor = max(1, min(probe) // max(1, smallest))
+    return ModelInfo(n_classes, hw, factor, total / (probe[0] * probe[1]), per_input)
+
+
+def check_model_classes(model: keras.Model, classes: Sequence[str], where: str) -> None:
+    """Refuse a model whose number of output classes differs from the configured ``classes``.
+
+    Parameters
+    ----------
+    model : keras.Model
+    classes : sequence of str
+        Configured class names (config ``classes``).
+    where : str
+        The model file, named in the message.
+
+    Raises
+    ------
+    InputError
+        One line naming the model file and both numbers.
+    """
+    n_model = int(tuple(model.output_shape)[-1])
+    if n_model != len(classes):
+        raise InputError(
+            where,
+            f"the model predicts {n_model} classes but config classes has {len(classes)} ({', '.join(classes)})",
+            f"use a model trained for these {len(classes)} classes (delete results/model/ to retrain) "
+            f"or set classes to the model's {n_model} class names",
+        )
 
 
 def focal_loss(alpha: Sequence[float], gamma: float = 1.0) -> keras.losses.Loss:
