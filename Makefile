@@ -6,7 +6,7 @@ CORES ?= 2
 STAMP := .venv/.installed
 ENV := source .venv/bin/activate && export VTK_DEFAULT_OPENGL_WINDOW=vtkOSOpenGLRenderWindow KERAS_BACKEND=$${KERAS_BACKEND:-tensorflow} TF_CPP_MIN_LOG_LEVEL=2 &&
 
-.PHONY: venv demo test report lint clean
+.PHONY: venv demo test report lint check clean
 venv: $(STAMP)
 $(STAMP): pyproject.toml .ci/setup.sh
 	bash .ci/setup.sh
@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(ENV) snakemake --report report.html
 	@echo "Results in results/, report in report.html"
 
-test: $(STAMP)
+test: $(STAMP) check
 	$(ENV) python -m pytest
 
 report: $(STAMP)
@@ -25,6 +25,11 @@ report: $(STAMP)
 
 lint: $(STAMP)
 	$(ENV) snakemake --lint
+
+# static checks of the code (settings in pyproject.toml): ruff (pyflakes, pycodestyle, import order, pyupgrade,
+# bugbear) on the package, rule scripts, tests and benchmarks; mypy on the package
+check: $(STAMP)
+	$(ENV) ruff check workflow/scripts tests benchmarks && mypy
 
 clean:
 	rm -rf results logs benchmarks/results .snakemake report.html

@@ -25,10 +25,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
 
-from skimage import measure  # noqa: E402
+from skimage import measure
 
-from tomoflow.mesh import class_meshes, isosurface, mesh_stats, render, signed_volume  # noqa: E402
-from tomoflow.quantify import quantify  # noqa: E402
+from tomoflow.mesh import class_meshes, isosurface, mesh_stats, render, signed_volume
+from tomoflow.quantify import quantify
 
 
 def sphere(r_nm: float, vs: tuple[float, float, float], rng: np.random.Generator) -> np.ndarray:

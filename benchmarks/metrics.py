@@ -72,7 +72,7 @@ def reference(truth: np.ndarray, pred: np.ndarray, percentiles: list[float]) -> 
     return out
 
 
-def best_of(fn, repeats: int) -> tuple[float, object]:  # noqa: ANN001
+def best_of(fn, repeats: int) -> tuple[float, object]:
     best, res = np.inf, None
     for _ in range(repeats):
         t0 = time.perf_counter()

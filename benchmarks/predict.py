@@ -90,9 +90,9 @@ def prepare_synthetic(args: argparse.Namespace) -> None:
     from scipy.ndimage import gaussian_filter
 
     from tomoflow import io
+    from tomoflow.io.models import save_model
     from tomoflow.synthetic import make_specimen
     from tomoflow.train import AugmentSettings, TrainSettings, export_model, train_unet
-    from tomoflow.io.models import save_model
 
     CACHE.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -142,9 +142,8 @@ def prepare_synthetic(args: argparse.Namespace) -> None:
 def predict_worker(args: argparse.Namespace) -> None:
     import resource
 
-    import numpy as np
-
     import keras
+    import numpy as np
 
     from tomoflow import io
     from tomoflow.predict import plan_prediction, predict_volume_slab

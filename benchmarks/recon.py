@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from tomoflow.projector import forward_project
 from tomoflow.recon import clear_matrix_cache, reconstruct
 from tomoflow.slabs import batched_memory_mb, matrix_nnz_estimate
@@ -130,7 +131,7 @@ def _has_cupy_gpu() -> bool:
         import cupy
 
         return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
 
 

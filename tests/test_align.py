@@ -13,10 +13,10 @@ the reconstruction test needs no registration any more (it checks the volumes li
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from scipy import ndimage
+
 from tomoflow import align, geometry, synthetic
 from tomoflow.errors import InputError
 
@@ -143,6 +143,7 @@ def test_recovers_shifts_axis_and_centre(aligned_sim):
 
 def test_reconstruction_of_aligned_stack_matches_perfect_alignment(aligned_sim, request):
     from skimage.registration import phase_cross_correlation
+
     from tomoflow.recon import reconstruct
 
     if request.node.callspec.params["aligned_sim"] != 3:

@@ -24,6 +24,7 @@ import math
 import numpy as np
 import pytest
 from skimage.registration import phase_cross_correlation
+
 from tomoflow import align
 from tomoflow.recon import reconstruct
 

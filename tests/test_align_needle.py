@@ -14,6 +14,7 @@ import math
 import numpy as np
 import pytest
 from scipy import ndimage
+
 from tomoflow import align
 
 ETSPY_TILT_AXIS_DEG = 92.8

@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+
 from tomoflow.annotations import (
     AnnotationSource,
     check_label_registration,

@@ -53,7 +53,7 @@ def mrc(path: Path, data: np.ndarray, voxel_a: float = 5.0) -> Path:
     return path
 
 
-def tlt(path: Path, values) -> Path:  # noqa: ANN001
+def tlt(path: Path, values) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"{v}\n" for v in values))
     return path
@@ -64,14 +64,14 @@ def good_series(d: Path) -> None:
     tlt(d / "ts.tlt", ANGLES)
 
 
-def labels_for(d: Path, shape=(H, 32, W), value: int = 2) -> np.ndarray:  # noqa: ANN001
+def labels_for(d: Path, shape=(H, 32, W), value: int = 2) -> np.ndarray:
     lab = np.zeros(shape, np.uint8)
     lab[:, shape[1] // 3: shape[1] // 2, :] = 1
     lab[:, 12:15, 10:13] = value
     return lab
 
 
-def row(sample="s1", ts="data/ts.mrc", angles="data/ts.tlt", px="", axis="0", thick="32", truth="", img="", lab="") -> str:  # noqa: ANN001
+def row(sample="s1", ts="data/ts.mrc", angles="data/ts.tlt", px="", axis="0", thick="32", truth="", img="", lab="") -> str:
     return "\t".join([sample, ts, angles, px, axis, thick, truth, img, lab])
 
 
@@ -105,7 +105,7 @@ def _mixed_pages(d: Path) -> None:
     tlt(d / "ts.tlt", ANGLES)
 
 
-def _tiff_series(d: Path, **kw) -> None:  # noqa: ANN003
+def _tiff_series(d: Path, **kw) -> None:
     d.mkdir(parents=True, exist_ok=True)
     tifffile.imwrite(d / "ts.tif", phantom(), **kw)
     tlt(d / "ts.tlt", ANGLES)
@@ -286,11 +286,11 @@ def _has_cuda() -> bool:
         import astra
 
         return bool(astra.use_cuda())
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
 
 
-def _run(base: Path, name: str, case: Case, dry: bool = False):  # noqa: ANN202
+def _run(base: Path, name: str, case: Case, dry: bool = False):
     wd = base / name
     if wd.exists():
         shutil.rmtree(wd)
@@ -382,7 +382,7 @@ def test_coercion_follows_the_schema():
 
 
 # --------------------------------------------------------------------------- library level (no CLI)
-def _schemas():  # noqa: ANN202
+def _schemas():
     from tomoflow.io.probe import read_schema
 
     root = Path(__file__).resolve().parents[1] / "workflow/schemas"

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 from scipy import ndimage
+
 from tomoflow import align, geometry, synthetic
 
 

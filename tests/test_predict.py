@@ -9,18 +9,18 @@ from scipy.signal import windows
 from tomoflow.errors import InputError
 from tomoflow.predict import (
     chunk_slices_for,
-    plan_prediction,
-    predict_slab_file,
-    whole_slice_layout,
     figure_positions,
     patch_grid,
+    plan_prediction,
     predict_chunks,
     predict_images,
+    predict_slab_file,
     predict_volume_slab,
     prediction_figure,
     probabilities_to_uint8,
     spline_window_1d,
     spline_window_2d,
+    whole_slice_layout,
 )
 from tomoflow.slabs import slab_ranges
 
@@ -300,9 +300,9 @@ def test_normalisation_is_the_same_for_whole_slices_and_patches() -> None:
 @pytest.fixture(scope="module")
 def small_unet():
     pytest.importorskip("keras")
-    from tomoflow.unet import build_unet
-
     import keras
+
+    from tomoflow.unet import build_unet
 
     keras.utils.set_random_seed(3)
     return build_unet(depth=3, base_filters=2, n_classes=3, mean=1.0, variance=4.0)

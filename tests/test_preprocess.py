@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from tomoflow.errors import InputError
 from tomoflow.preprocess import find_hot_pixels, remove_hot_pixels
 

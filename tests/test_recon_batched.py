@@ -7,6 +7,7 @@ import logging
 import astra
 import numpy as np
 import pytest
+
 from tomoflow.projector import forward_project, projection_geometry, system_matrix_nnz
 from tomoflow.recon import (
     ReconSettings,
@@ -218,7 +219,7 @@ def _cupy_gpu() -> bool:
         import cupy
 
         return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # noqa: BLE001 - no CuPy / driver / device
+    except Exception:
         return False
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import yaml
 from scipy import ndimage
+
 from tomoflow import synthetic
 from tomoflow.projector import forward_project
 

@@ -5,18 +5,18 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from tomoflow.errors import InputError  # noqa: E402
 from tomoflow.io.models import load_model, save_model  # noqa: E402
 from tomoflow.train import export_model  # noqa: E402
-from tomoflow.errors import InputError  # noqa: E402
 from tomoflow.unet import (  # noqa: E402
     ClassDice,
     build_unet,
     check_model_classes,
-    inspect_model,
     class_weights_from_labels,
     count_conv_steps,
     dice_per_class,
     focal_loss,
+    inspect_model,
     metric_name,
 )
 

@@ -19,4 +19,4 @@ def main(smk) -> None:
     io.save_figure(res.figure, out.figure)
 
 
-run_rule(snakemake, main)  # noqa: F821
+run_rule(snakemake, main)

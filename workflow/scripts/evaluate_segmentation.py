@@ -5,7 +5,7 @@ errors.png."""
 from tomoflow.runner import optional, run_rule
 
 
-def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
+def main(smk) -> None:
     from tomoflow import io
     from tomoflow.evaluation import EvaluationSettings, evaluate_sample
 
@@ -27,4 +27,4 @@ def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
     io.save_figure(res.errors_figure, smk.output.errors)
 
 
-run_rule(snakemake, main)  # noqa: F821
+run_rule(snakemake, main)

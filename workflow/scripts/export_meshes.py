@@ -5,7 +5,7 @@ from pathlib import Path
 from tomoflow.runner import run_rule
 
 
-def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
+def main(smk) -> None:
     from tomoflow.errors import InputError
     from tomoflow.io.meshes import write_mesh, write_render
     from tomoflow.mesh import MeshSettings, mesh_sample
@@ -27,4 +27,4 @@ def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
         write_render(path, res.renders[view])
 
 
-run_rule(snakemake, main)  # noqa: F821
+run_rule(snakemake, main)

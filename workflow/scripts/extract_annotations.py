@@ -23,4 +23,4 @@ def main(smk):
     write_json(smk.output.slices, result.info)
 
 
-run_rule(snakemake, main)  # noqa: F821
+run_rule(snakemake, main)

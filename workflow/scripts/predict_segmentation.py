@@ -10,7 +10,7 @@ from tomoflow.runner import run_rule
 log = logging.getLogger("tomoflow.predict_segmentation")
 
 
-def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
+def main(smk) -> None:
     from tomoflow import io
     from tomoflow.predict import figure_positions, prediction_figure
     from tomoflow.slabs import gather_slabs
@@ -42,4 +42,4 @@ def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
     io.save_figure(fig, smk.output.figure)
 
 
-run_rule(snakemake, main)  # noqa: F821
+run_rule(snakemake, main)

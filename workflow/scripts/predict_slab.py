@@ -3,7 +3,7 @@
 from tomoflow.runner import run_rule
 
 
-def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
+def main(smk) -> None:
     from tomoflow.predict import predict_slab_file  # imports NumPy/Keras after run_rule pinned the threads
 
     p = smk.params
@@ -24,4 +24,4 @@ def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
     )
 
 
-run_rule(snakemake, main)  # noqa: F821
+run_rule(snakemake, main)

@@ -4,7 +4,7 @@ particles.tsv, summary.json, size_hist.png (tomoflow.quantify.quantify_sample)."
 from tomoflow.runner import optional, run_rule
 
 
-def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
+def main(smk) -> None:
     from tomoflow import io
     from tomoflow.quantify import QuantifySettings, quantify_sample
 
@@ -23,4 +23,4 @@ def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
     io.save_figure(res.size_hist, smk.output.size_hist)
 
 
-run_rule(snakemake, main)  # noqa: F821
+run_rule(snakemake, main)

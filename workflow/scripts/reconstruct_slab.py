@@ -3,7 +3,7 @@
 from tomoflow.runner import run_rule
 
 
-def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
+def main(smk) -> None:
     from tomoflow import io
     from tomoflow.recon import ReconSettings, reconstruct_slab_job
 
@@ -22,4 +22,4 @@ def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
     io.write_tsv(smk.output.misfit, table)
 
 
-run_rule(snakemake, main)  # noqa: F821
+run_rule(snakemake, main)

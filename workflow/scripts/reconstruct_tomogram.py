@@ -3,8 +3,9 @@
 from tomoflow.runner import run_rule
 
 
-def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
+def main(smk) -> None:
     import numpy as np
+
     from tomoflow import io
     from tomoflow.recon import tomogram_outputs
     from tomoflow.slabs import gather_slabs
@@ -20,4 +21,4 @@ def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
     io.save_figure(ortho_fig, smk.output.orthoslices)
 
 
-run_rule(snakemake, main)  # noqa: F821
+run_rule(snakemake, main)

@@ -4,7 +4,7 @@
 from tomoflow.runner import run_rule
 
 
-def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
+def main(smk) -> None:
     from tomoflow import io
     from tomoflow.report import SampleOutputs, run_summary
 
@@ -20,4 +20,4 @@ def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
     io.write_tsv(smk.output.tsv, res.table)
 
 
-run_rule(snakemake, main)  # noqa: F821
+run_rule(snakemake, main)

@@ -3,7 +3,7 @@
 from tomoflow.runner import run_rule
 
 
-def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
+def main(smk) -> None:
     from tomoflow import io
     from tomoflow.synthetic import simulate_outputs
 
@@ -21,4 +21,4 @@ def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
     io.save_figure(res.figure, out.figure)
 
 
-run_rule(snakemake, main)  # noqa: F821
+run_rule(snakemake, main)

@@ -5,7 +5,7 @@ import logging
 from tomoflow.runner import run_rule
 
 
-def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
+def main(smk) -> None:
     from tomoflow.train import train_from_files  # imports NumPy/Keras after run_rule pinned the threads
 
     logging.captureWarnings(True)
@@ -17,4 +17,4 @@ def main(smk) -> None:  # noqa: ANN001 - Snakemake's injected object
     )
 
 
-run_rule(snakemake, main)  # noqa: F821
+run_rule(snakemake, main)

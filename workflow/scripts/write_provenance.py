@@ -11,4 +11,4 @@ def main(smk):
     io.write_json(smk.output[0], record)
 
 
-run_rule(snakemake, main)  # noqa: F821
+run_rule(snakemake, main)

@@ -48,8 +48,9 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -187,10 +188,11 @@ class SurfaceDistances:
 
 
 def _spacing(pixel_size_nm: Spacing, ndim: int, where: str = "pixel_size_nm") -> tuple[float, ...]:
+    values = np.atleast_1d(np.asarray(pixel_size_nm, dtype=np.float64)).ravel()
     if np.ndim(pixel_size_nm) == 0:
-        sp = (float(pixel_size_nm),) * ndim  # type: ignore[arg-type]
+        sp = (float(values[0]),) * ndim
     else:
-        sp = tuple(float(s) for s in pixel_size_nm)  # type: ignore[union-attr]
+        sp = tuple(float(s) for s in values)
         if len(sp) != ndim:
             raise InputError(where, f"{len(sp)} voxel sizes given for a {ndim}-D image", f"give one number or {ndim} (one per axis, nm)")
     if not all(math.isfinite(s) and s > 0 for s in sp):

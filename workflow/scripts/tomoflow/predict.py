@@ -63,8 +63,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence, Union
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -99,7 +100,7 @@ __all__ = [
 ]
 
 #: A volume, or a reader ``(start, stop) -> ndarray (stop - start, H, W)`` returning slices of one.
-SliceSource = Union[np.ndarray, Callable[[int, int], np.ndarray]]
+SliceSource = np.ndarray | Callable[[int, int], np.ndarray]
 
 #: Values of ``predict.mode``.
 MODES: tuple[str, ...] = ("auto", "whole", "blended")
@@ -202,8 +203,8 @@ class PatchGrid:
 
     def crop(self) -> tuple[slice, slice]:
         """Index of the original slice inside the padded one."""
-        (t, _), (l, _) = self.pad
-        return slice(t, t + self.shape[0]), slice(l, l + self.shape[1])
+        (top, _), (left, _) = self.pad
+        return slice(top, top + self.shape[0]), slice(left, left + self.shape[1])
 
 
 def _axis_layout(n: int, m: int) -> tuple[tuple[int, int], tuple[int, ...]]:
@@ -270,7 +271,7 @@ def as_predictor(model: Any, patch_size: int | Sequence[int] | None = None) -> C
     if patch_size is not None and hasattr(model, "input_shape"):
         try:
             shape = tuple(model.input_shape)
-        except Exception:  # noqa: BLE001 - multi-input or unbuilt models: no check
+        except Exception:
             shape = ()
         if len(shape) == 4:
             hp, wp = _patch_pair(patch_size)
@@ -485,8 +486,8 @@ class WholeSliceLayout:
 
     def crop(self) -> tuple[slice, slice]:
         """Index of the original slice inside the padded one."""
-        (t, _), (l, _) = self.pad
-        return slice(t, t + self.shape[0]), slice(l, l + self.shape[1])
+        (top, _), (left, _) = self.pad
+        return slice(top, top + self.shape[0]), slice(left, left + self.shape[1])
 
 
 def whole_slice_layout(shape: Sequence[int], factor: int, margin_px: int) -> WholeSliceLayout:

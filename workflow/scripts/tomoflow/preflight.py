@@ -128,7 +128,7 @@ def _astra_cuda() -> bool:
         import astra
 
         return bool(astra.use_cuda())
-    except Exception:  # noqa: BLE001 - no ASTRA or no CUDA runtime
+    except Exception:
         return False
 
 

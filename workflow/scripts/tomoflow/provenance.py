@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import platform
 import sys
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from . import __version__
 

@@ -20,8 +20,9 @@ import shutil
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import InputError
 
@@ -181,11 +182,11 @@ def run_rule(smk: Any, main: Callable[[Any], None]) -> None:
         remove_outputs(outputs)
         log.error("%s", exc)
         sys.exit(1)
-    except Exception as exc:  # noqa: BLE001 - one line for the user, traceback in the log
+    except Exception as exc:
         remove_outputs(outputs)
         log.error("rule %s failed: %s: %s (full traceback in the log)", rule, type(exc).__name__, exc)
         for h in logging.getLogger().handlers:
-            if isinstance(h, logging.FileHandler):
+            if isinstance(h, logging.FileHandler) and h.stream is not None:
                 h.stream.write(traceback.format_exc())
         sys.exit(1)
     log.info("rule %s finished in %.1f s", rule, time.perf_counter() - t0)

@@ -18,11 +18,13 @@ import copy
 import logging
 import math
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import keras
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from keras import ops
 from matplotlib.figure import Figure
@@ -402,7 +404,7 @@ def train_unet(
     return TrainResult(model, df, alpha, freq, norm, cb.best_epoch, key)
 
 
-def export_model(model: keras.Model, alpha: Sequence[float], gamma: float, learning_rate: float) -> keras.Model:
+def export_model(model: keras.Model, alpha: Sequence[float] | npt.NDArray[np.floating], gamma: float, learning_rate: float) -> keras.Model:
     """Recompile a trained model with built-in objects only, so it loads with no custom objects.
 
     The Dice metrics (custom) are dropped; the optimiser is a fresh Adam and the loss the built-in focal

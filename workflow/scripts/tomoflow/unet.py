@@ -48,11 +48,12 @@ import logging
 import math
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import keras
 import numpy as np
+import numpy.typing as npt
 from keras import layers, ops
 
 from .errors import InputError
@@ -258,7 +259,7 @@ def inspect_model(model: keras.Model, reference_px: int = 1024) -> ModelInfo:
     try:
         feat = keras.Model(model.inputs, [lay.output for lay in model.layers if not isinstance(lay, layers.InputLayer)])
         specs = feat.compute_output_spec(keras.KerasTensor((1, probe[0], probe[1], 1)))
-    except Exception as exc:  # noqa: BLE001 - subclassed models have no layer graph: no estimate
+    except Exception as exc:
         log.debug("no per-layer shapes for %s: %s", model.name, exc)
         return ModelInfo(n_classes, hw, 1, math.nan, per_input)
     total = float(probe[0] * probe[1])  # the input itself
@@ -298,7 +299,7 @@ def check_model_classes(model: keras.Model, classes: Sequence[str], where: str) 
         )
 
 
-def focal_loss(alpha: Sequence[float], gamma: float = 1.0) -> keras.losses.Loss:
+def focal_loss(alpha: Sequence[float] | npt.NDArray[np.floating], gamma: float = 1.0) -> keras.losses.Loss:
     """The weighted categorical focal loss (Keras built-in, per-class ``alpha``).
 
     Parameters
@@ -364,7 +365,7 @@ def class_weights_from_labels(
     w[present] = freq[present] ** (-power)
     if not present.all():
         names = class_names or [str(c) for c in range(n_classes)]
-        missing = [names[c] for c in np.flatnonzero(~present)]
+        missing = [names[int(c)] for c in np.flatnonzero(~present)]
         warnings.warn(
             f"class(es) {missing} never occur in the training labels; giving them the largest weight of "
             "the present classes (the model cannot learn them)",

@@ -82,7 +82,7 @@ class _Run:
     t: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     c: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def rot_margin(self) -> float:

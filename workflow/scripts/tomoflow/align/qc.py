@@ -116,7 +116,7 @@ def alignment_qc_figure(raw: npt.ArrayLike, aligned: npt.ArrayLike, alignment: A
     _axis_panel(fig.add_subplot(gs[1, 0]), alignment)
     _band_panel(fig.add_subplot(gs[1, 1]), alignment)
     row = aligned.shape[1] // 2
-    extent = [-0.5, aligned.shape[2] - 0.5, ang[-1], ang[0]]
+    extent = (-0.5, aligned.shape[2] - 0.5, float(ang[-1]), float(ang[0]))
     for k, (stack, name) in enumerate(((rot_only, "before (rotated only)"), (aligned, "after"))):
         axs = fig.add_subplot(gs[2, k])
         axs.imshow(stack[order, row, :], cmap="gray", aspect="auto", extent=extent, interpolation="nearest")

@@ -14,9 +14,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from ..errors import InputError
+from .tables import SET_LABELS
 
 log = logging.getLogger(__name__)
-from .tables import SET_LABELS
 
 _CLASS_COLORS = ("#000000", "#4a90d9", "#ffb000", "#d62728", "#2ca02c", "#9467bd")
 _LINE_COLORS = ("#7f7f7f", "#1f77b4", "#ff7f0e", "#d62728", "#2ca02c", "#9467bd")

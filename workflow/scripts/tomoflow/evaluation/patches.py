@@ -205,7 +205,7 @@ def evaluate_volume(
     t, p = np.asarray(truth), np.asarray(prediction)
     if t.shape != p.shape or t.ndim != 3:
         raise InputError("segmentation.tif", f"predicted volume {p.shape} and true labels {t.shape} differ in shape", "predict the same volume the true labels describe")
-    vox = (float(voxel_size_nm),) * 3 if np.ndim(voxel_size_nm) == 0 else tuple(float(v) for v in voxel_size_nm)  # type: ignore[union-attr, arg-type]
+    vox = tuple(float(v) for v in np.broadcast_to(np.asarray(voxel_size_nm, dtype=np.float64), (3,)))
     per_slice = evaluate_stack(t, p, pixel_size_nm=vox[1:], classes=classes, percentiles=percentiles, what="volume slice")
     log.info("evaluating the %s volume in 3-D", "x".join(map(str, t.shape)))
     vol = segmentation_metrics(t, p, pixel_size_nm=vox, classes=classes, percentiles=percentiles)

@@ -9,16 +9,17 @@ Submodules by data kind; the names rules need are re-exported here.
 * :mod:`tomoflow.io.models`, :mod:`tomoflow.io.meshes` - Keras models, surface meshes.
 """
 
+from .annotations import preflight_annotation_pairs, read_annotation_pairs, read_annotation_source  # noqa: F401
 from .probe import StackInfo, file_kind, probe_stack, stack_kind
 from .volumes import (
     TiltSeries,
-    preflight_tilt_series,
-    read_image,
-    read_image_stack,
     atomic_path,
     check_angles,
     check_finite,
+    preflight_tilt_series,
     read_angles,
+    read_image,
+    read_image_stack,
     read_json,
     read_labels,
     read_slab,
@@ -27,16 +28,14 @@ from .volumes import (
     read_volume,
     save_figure,
     save_png,
-    voxel_size_or,
     volume_shape,
+    voxel_size_or,
     write_angles,
     write_json,
     write_labels,
     write_tsv,
     write_volume,
 )
-
-from .annotations import preflight_annotation_pairs, read_annotation_pairs, read_annotation_source  # noqa: F401
 
 __all__ = [
     "StackInfo",

@@ -26,7 +26,7 @@ def save_model(model: keras.Model, path: str | PathLike[str]) -> None:
         model.save(tmp)
 
 
-def load_model(path: str | PathLike[str], compile: bool = True) -> keras.Model:  # noqa: A002
+def load_model(path: str | PathLike[str], compile: bool = True) -> keras.Model:
     """Load a ``.keras`` model written by :func:`save_model` (no custom objects needed).
 
     Raises
@@ -52,6 +52,6 @@ def load_model(path: str | PathLike[str], compile: bool = True) -> keras.Model: 
                          "re-copy the model completely, or re-run train_unet to write a fresh one")
     try:
         return keras.saving.load_model(p, compile=compile)
-    except Exception as exc:  # noqa: BLE001 - keras raises many types for a bad archive
+    except Exception as exc:
         raise InputError(p, f"cannot load the Keras model ({type(exc).__name__}: {exc})",
                          "re-run train_unet to write a fresh model") from exc

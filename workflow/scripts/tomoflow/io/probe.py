@@ -226,7 +226,7 @@ def _probe_tiff(p: Path, what: str) -> StackInfo:
             series_axes = tif.series[0].axes if tif.series else ""
     except InputError:
         raise
-    except Exception as exc:  # noqa: BLE001 - tifffile raises many types on corrupt files
+    except Exception as exc:
         raise InputError(p, f"truncated or corrupt TIFF ({type(exc).__name__}: {exc})",
                          "re-copy or re-export the TIFF completely") from None
     finally:
@@ -238,7 +238,7 @@ def _probe_tiff(p: Path, what: str) -> StackInfo:
         raise InputError(p, f"truncated TIFF: {len(infos)} readable page(s)"
                          + (f" of {n_expected} announced" if n_expected else "") + (f" ({records[0]})" if records else ""),
                          "re-copy or re-export the TIFF completely")
-    for k, (shape, spp, dtype, offsets, counts, photometric) in enumerate(infos):
+    for k, (shape, spp, _dtype, offsets, counts, photometric) in enumerate(infos):
         end = max((int(o) + int(c) for o, c in zip(offsets, counts)), default=0)
         if end > size:
             raise InputError(p, f"truncated TIFF: image {k + 1} of {len(infos)} needs bytes up to {end:,} but the "
@@ -247,7 +247,8 @@ def _probe_tiff(p: Path, what: str) -> StackInfo:
             raise InputError(p, f"RGB/multi-channel TIFF ({spp} samples per pixel, image shape {tuple(shape)})",
                              "save the images as single-channel greyscale (e.g. Fiji: Image > Type > 32-bit or 8-bit)")
     if n_expected == 0 and len(infos) == 1 and len(infos[0][0]) == 3:
-        shape3 = tuple(int(s) for s in infos[0][0])  # one page holding a whole volume (tiled/volumetric)
+        n0, n1, n2 = (int(s) for s in infos[0][0])  # one page holding a whole volume (tiled/volumetric)
+        shape3 = (n0, n1, n2)
     else:
         shapes = [tuple(int(s) for s in i[0]) for i in infos]
         first = shapes[0]
@@ -258,14 +259,14 @@ def _probe_tiff(p: Path, what: str) -> StackInfo:
         if len(first) != 2:
             raise InputError(p, f"TIFF images of shape {first} are not 2-D greyscale",
                              "save the images as single-channel greyscale")
-        shape3 = (len(shapes),) + first
+        shape3 = (len(shapes), first[0], first[1])
     if "C" in series_axes and len(infos) > 1 and ij.get("channels", 1) not in (None, 1):
         raise InputError(p, f"multi-channel ImageJ stack ({ij.get('channels')} channels)",
                          "save the images as single-channel greyscale (Fiji: Image > Color > Split Channels)")
     dtype = infos[0][2]
     if np.dtype(dtype).kind not in "uif":
         raise InputError(p, f"unsupported TIFF data type {dtype}", "save the images as 8/16-bit integers or 32-bit float")
-    return StackInfo(str(p), "tiff", shape3, dtype, voxel, None)  # type: ignore[arg-type]
+    return StackInfo(str(p), "tiff", shape3, str(dtype), voxel, None)
 
 
 def _fmt(shape: tuple[int, ...]) -> str:

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import InputError
 from .. import validate
+from ..errors import InputError
 from .probe import MRC_SUFFIXES, TIFF_SUFFIXES, require_file, stack_kind
 
 PathLike = str | os.PathLike[str]
@@ -141,7 +141,7 @@ def write_angles(path: PathLike, angles_deg: npt.ArrayLike) -> None:
 
 
 # --------------------------------------------------------------------------- MRC
-def _open_mrc(path: Path, mmap: bool = False):  # noqa: ANN202 - mrcfile object
+def _open_mrc(path: Path, mmap: bool = False):
     import mrcfile
 
     opener = mrcfile.mmap if mmap else mrcfile.open
@@ -152,7 +152,7 @@ def _open_mrc(path: Path, mmap: bool = False):  # noqa: ANN202 - mrcfile object
             warnings.simplefilter("always")
             try:
                 mrc = opener(path, mode="r", permissive=True)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise InputError(path, f"not a readable MRC file ({exc})", "check that the file is a complete MRC/ST stack") from None
         msgs = " ".join(str(w.message) for w in caught)
         if mrc.data is None or "could only read" in msgs or "Expected" in msgs and "bytes" in msgs:
@@ -161,7 +161,7 @@ def _open_mrc(path: Path, mmap: bool = False):  # noqa: ANN202 - mrcfile object
                 path,
                 f"truncated or corrupt MRC data block ({msgs or strict_error})",
                 "re-copy the file completely from the microscope PC / archive",
-            )
+            ) from None
         return mrc
     except (OSError, EOFError) as exc:
         raise InputError(path, f"cannot read MRC file ({exc})", "check that the file is a complete MRC/ST stack") from None
@@ -245,7 +245,7 @@ def _tiff(path: Path) -> Iterator[Any]:
             yield tif
     except InputError:
         raise
-    except Exception as exc:  # noqa: BLE001 - tifffile raises many types on corrupt files
+    except Exception as exc:
         raise InputError(path, f"not a readable TIFF ({type(exc).__name__}: {exc})", "check that the file is a complete TIFF stack") from None
 
 
@@ -497,7 +497,7 @@ def voxel_size_or(path: PathLike, voxel: float | None, fallback: float | None, w
 
 # --------------------------------------------------------------------------- tables, JSON, figures
 class _NumpyJSON(json.JSONEncoder):
-    def default(self, o: Any) -> Any:  # noqa: D102
+    def default(self, o: Any) -> Any:
         if isinstance(o, np.integer):
             return int(o)
         if isinstance(o, np.floating):
@@ -542,7 +542,7 @@ def read_tsv(path: PathLike) -> Any:
     p = _require_file(path, "table")
     try:
         return pd.read_csv(p, sep="\t")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise InputError(p, f"not a readable TSV table ({exc})", "regenerate the file") from None
 
 

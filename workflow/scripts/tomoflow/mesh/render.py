@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -164,7 +165,7 @@ def _render_here(meshes: Mapping[str, pv.PolyData], views: Sequence[str], size: 
 def _render_one(meshes: Mapping[str, pv.PolyData], view: str, size: tuple[int, int],
                 colors: Mapping[str, Sequence[float]] | None, background: str) -> npt.NDArray[np.uint8]:
     width, height = size
-    pl = pv.Plotter(off_screen=True, window_size=(width, height))
+    pl: Any = pv.Plotter(off_screen=True, window_size=[width, height])  # Any: PyVista's decorated methods defeat mypy
     try:
         pl.set_background(background)
         bounds = None

@@ -68,7 +68,7 @@ def mask_to_image(mask: npt.ArrayLike, voxel_size_nm: float | Sequence[float], o
     dy, dz, dx = voxel_size_3(voxel_size_nm)
     m = np.asarray(mask).astype(bool, copy=False).view(np.uint8)
     if pad:
-        m = np.pad(m, pad, mode=pad_mode)
+        m = np.pad(m, pad, mode="edge" if pad_mode == "edge" else "constant")
     arr = np.transpose(m, AXIS_ORDER)  # (X, Y, Z)
     origin = index_to_nm(np.asarray(offset_index, dtype=float) - pad, (dy, dz, dx))
     img = pv.ImageData(dimensions=arr.shape, spacing=(dx, dy, dz), origin=tuple(float(o) for o in origin))
@@ -78,14 +78,14 @@ def mask_to_image(mask: npt.ArrayLike, voxel_size_nm: float | Sequence[float], o
 
 def _bounding_box(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
     """Smallest index box holding all non-zero voxels (None when empty)."""
-    sl = []
+    sl: list[slice] = []
     for ax in range(3):
         other = tuple(a for a in range(3) if a != ax)
         nz = np.flatnonzero(mask.any(axis=other))
         if nz.size == 0:
             return None
         sl.append(slice(int(nz[0]), int(nz[-1]) + 1))
-    return tuple(sl)  # type: ignore[return-value]
+    return sl[0], sl[1], sl[2]
 
 
 def _faces(mesh: pv.PolyData) -> np.ndarray:

@@ -119,7 +119,9 @@ def _block_pass(ops: Any, rows: list[int], x: Any, y: Any, pf: Any, bp: Any, sen
 
 
 def _column_sens(sens: Sensitivities, xp: Any) -> dict:
-    col = lambda a: xp.asarray(np.ascontiguousarray(a, np.float32).reshape(-1, 1))
+    def col(a: np.ndarray) -> Any:
+        return xp.asarray(np.ascontiguousarray(a, np.float32).reshape(-1, 1))
+
     return {"inv_norms": [col(a) for a in sens.inv_norms], "keep": [None if k is None else col(k) for k in sens.keep],
             "inv_rows": col(sens.inv_rows), "inv_cols": col(sens.inv_cols)}
 

@@ -40,9 +40,9 @@ def orthoslices_figure(volume: npt.NDArray[np.floating], voxel_size_nm: float, *
     v = np.asarray(volume, dtype=np.float32)
     ny, nz, nx = v.shape
     py, pz, px = position if position is not None else (ny // 2, nz // 2, nx // 2)
-    planes = [("x–z (slice y = %d)" % py, v[py], "x", "z"),
-              ("x–y (z = %d, beam view)" % pz, v[:, pz, :], "x", "y"),
-              ("z–y (x = %d)" % px, v[:, :, px], "z", "y")]
+    planes = [(f"x–z (slice y = {py})", v[py], "x", "z"),
+              (f"x–y (z = {pz}, beam view)", v[:, pz, :], "x", "y"),
+              (f"z–y (x = {px})", v[:, :, px], "z", "y")]
     finite = v[np.isfinite(v)]
     lo, hi = (np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0))
     if hi <= lo:

@@ -132,9 +132,9 @@ def _rasterise(
 
     def box(lo: np.ndarray, hi: np.ndarray) -> tuple[slice, ...] | None:
         sl = []
-        for axis, (l, h) in enumerate(zip(lo, hi)):
+        for axis, (low, h) in enumerate(zip(lo, hi)):
             origin = y0 if axis == 0 else 0.0
-            i0 = max(int(math.floor((l - origin) / step - 0.5)), 0)
+            i0 = max(int(math.floor((low - origin) / step - 0.5)), 0)
             i1 = min(int(math.ceil((h - origin) / step + 0.5)) + 1, shape[axis])
             if i1 <= i0:
                 return None

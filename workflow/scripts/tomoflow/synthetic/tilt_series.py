@@ -102,7 +102,7 @@ def tilt_angles(tilt_range_deg: Sequence[float], tilt_step_deg: float) -> npt.ND
     """Angles from ``tilt_range_deg[0]`` to ``[1]`` inclusive in steps of ``tilt_step_deg`` (degrees)."""
     lo, hi = (float(v) for v in tilt_range_deg)
     n = int(math.floor((hi - lo) / tilt_step_deg + 1e-9)) + 1
-    return lo + tilt_step_deg * np.arange(n)
+    return lo + tilt_step_deg * np.arange(n, dtype=np.float64)
 
 
 def simulate_tilt_series(
