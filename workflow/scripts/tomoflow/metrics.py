@@ -315,6 +315,58 @@ def _check_percentiles(percentiles: Sequence[float]) -> list[float]:
     return ps
 
 
+def _class_metrics(
+    t: np.ndarray, p: np.ndarray, c: int, spacing: tuple[float, ...], ps: Sequence[float], method: Literal["auto", "edt", "kdtree"]
+) -> dict[str, Any]:
+    """The metrics of :func:`segmentation_metrics` for class ``c`` (one-vs-rest) of checked label arrays."""
+    mt = t == c
+    mp = p == c
+    n_t, n_p = int(mt.sum()), int(mp.sum())
+    tp = int(np.count_nonzero(mt & mp))
+    fp, fn = n_p - tp, n_t - tp
+    tn = int(t.size) - tp - fp - fn
+    both_empty = n_t == 0 and n_p == 0
+    if both_empty:
+        nan = [math.nan] * len(ps)
+        rhd = {"rhd": nan, "truth_to_prediction": nan, "prediction_to_truth": nan}
+        hd = msd = math.nan
+        s_t = s_p = 0.0
+    else:
+        sd = surface_distances(mt, mp, pixel_size_nm=spacing, method=method)
+        rhd = {k: v.tolist() for k, v in robust_hausdorff(sd, ps).items()}
+        hd = float(robust_hausdorff(sd, [100.0])["rhd"][0])
+        s_t, s_p = float(sd.truth_weights.sum()), float(sd.prediction_weights.sum())
+        if n_t and n_p:
+            msd = float(
+                (np.dot(sd.truth_to_prediction_nm, sd.truth_weights) + np.dot(sd.prediction_to_truth_nm, sd.prediction_weights))
+                / (s_t + s_p)
+            )
+        else:
+            msd = math.inf
+    return {
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+        "n_truth": n_t,
+        "n_prediction": n_p,
+        "dsc": _ratio(2 * tp, 2 * tp + fp + fn),
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, tp + fn),
+        "empty_truth": n_t == 0,
+        "empty_prediction": n_p == 0,
+        "both_empty": both_empty,
+        "percentiles": list(ps),
+        "rhd_nm": list(rhd["rhd"]),
+        "rhd_truth_to_prediction_nm": list(rhd["truth_to_prediction"]),
+        "rhd_prediction_to_truth_nm": list(rhd["prediction_to_truth"]),
+        "hausdorff_nm": hd,
+        "mean_surface_distance_nm": msd,
+        "surface_truth": s_t,
+        "surface_prediction": s_p,
+    }
+
+
 def segmentation_metrics(
     truth: npt.ArrayLike,
     prediction: npt.ArrayLike,
@@ -361,56 +413,7 @@ def segmentation_metrics(
         raise InputError("truth", f"expected a 2-D image or 3-D volume, got shape {t.shape}", "pass one slice (H, W) or one volume (Z, Y, X)")
     spacing = _spacing(pixel_size_nm, t.ndim)
     ps = _check_percentiles(percentiles)
-    out: dict[int, dict[str, Any]] = {}
-    for c in classes:
-        c = int(c)
-        mt = t == c
-        mp = p == c
-        n_t, n_p = int(mt.sum()), int(mp.sum())
-        tp = int(np.count_nonzero(mt & mp))
-        fp, fn = n_p - tp, n_t - tp
-        tn = int(t.size) - tp - fp - fn
-        both_empty = n_t == 0 and n_p == 0
-        if both_empty:
-            nan = [math.nan] * len(ps)
-            rhd = {"rhd": nan, "truth_to_prediction": nan, "prediction_to_truth": nan}
-            hd = msd = math.nan
-            s_t = s_p = 0.0
-        else:
-            sd = surface_distances(mt, mp, pixel_size_nm=spacing, method=method)
-            rhd = {k: v.tolist() for k, v in robust_hausdorff(sd, ps).items()}
-            hd = float(robust_hausdorff(sd, [100.0])["rhd"][0])
-            s_t, s_p = float(sd.truth_weights.sum()), float(sd.prediction_weights.sum())
-            if n_t and n_p:
-                msd = float(
-                    (np.dot(sd.truth_to_prediction_nm, sd.truth_weights) + np.dot(sd.prediction_to_truth_nm, sd.prediction_weights))
-                    / (s_t + s_p)
-                )
-            else:
-                msd = math.inf
-        out[c] = {
-            "tp": tp,
-            "fp": fp,
-            "fn": fn,
-            "tn": tn,
-            "n_truth": n_t,
-            "n_prediction": n_p,
-            "dsc": _ratio(2 * tp, 2 * tp + fp + fn),
-            "precision": _ratio(tp, tp + fp),
-            "recall": _ratio(tp, tp + fn),
-            "empty_truth": n_t == 0,
-            "empty_prediction": n_p == 0,
-            "both_empty": both_empty,
-            "percentiles": list(ps),
-            "rhd_nm": list(rhd["rhd"]),
-            "rhd_truth_to_prediction_nm": list(rhd["truth_to_prediction"]),
-            "rhd_prediction_to_truth_nm": list(rhd["prediction_to_truth"]),
-            "hausdorff_nm": hd,
-            "mean_surface_distance_nm": msd,
-            "surface_truth": s_t,
-            "surface_prediction": s_p,
-        }
-    return out
+    return {int(c): _class_metrics(t, p, int(c), spacing, ps, method) for c in classes}
 
 
 # --------------------------------------------------------------------------- aggregation

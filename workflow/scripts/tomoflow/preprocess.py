@@ -278,6 +278,36 @@ def _repair(img: npt.NDArray[np.float64], replace: npt.NDArray[np.bool_]) -> npt
     return out
 
 
+def _pixels_to_replace(
+    img: npt.NDArray[np.float64],
+    t: int,
+    limit: int,
+    threshold_sigma: float,
+    max_spike_px: int,
+    max_fraction: float,
+    where: str | PathLike[str],
+) -> tuple[npt.NDArray[np.bool_], int]:
+    """Mask of the spikes and NaN/Inf pixels of tilt image ``t``, shape (ny, nx), and the NaN/Inf count.
+
+    Raises :class:`InputError` when more than ``limit`` pixels (``max_fraction`` of the image) would be replaced.
+    """
+    finite = np.isfinite(img)
+    bad_n = int(img.size - finite.sum())
+    if bad_n > limit:
+        raise InputError(where, f"tilt index {t} has {bad_n} NaN/Inf pixels ({100 * bad_n / img.size:.3g} % "
+                         f"of the image, at most {100 * max_fraction:g} % can be repaired)",
+                         f"remove tilt index {t} and its angle from the stack, or re-export the image")
+    spikes = find_hot_pixels(img, threshold_sigma=threshold_sigma, max_spike_px=max_spike_px)
+    replace = spikes | ~finite
+    n = int(replace.sum())
+    if n > limit:
+        raise InputError(where, f"tilt index {t} has {n} hot/spike pixels ({100 * n / img.size:.3g} % of the "
+                         f"image, at most {100 * max_fraction:g} % can be repaired)",
+                         f"remove tilt index {t} and its angle from the stack, or raise "
+                         "align.hot_pixel_threshold if these are real features")
+    return replace, bad_n
+
+
 def remove_hot_pixels(
     stack: npt.ArrayLike,
     *,
@@ -333,20 +363,8 @@ def remove_hot_pixels(
     positions, values = [], []
     for t in range(n_tilts):
         img = np.asarray(data[t], dtype=np.float64)
-        finite = np.isfinite(img)
-        bad_n = int(img.size - finite.sum())
-        if bad_n > limit:
-            raise InputError(where, f"tilt index {t} has {bad_n} NaN/Inf pixels ({100 * bad_n / img.size:.3g} % "
-                             f"of the image, at most {100 * max_fraction:g} % can be repaired)",
-                             f"remove tilt index {t} and its angle from the stack, or re-export the image")
-        spikes = find_hot_pixels(img, threshold_sigma=threshold_sigma, max_spike_px=max_spike_px)
-        replace = spikes | ~finite
+        replace, bad_n = _pixels_to_replace(img, t, limit, threshold_sigma, max_spike_px, max_fraction, where)
         n = int(replace.sum())
-        if n > limit:
-            raise InputError(where, f"tilt index {t} has {n} hot/spike pixels ({100 * n / img.size:.3g} % of the "
-                             f"image, at most {100 * max_fraction:g} % can be repaired)",
-                             f"remove tilt index {t} and its angle from the stack, or raise "
-                             "align.hot_pixel_threshold if these are real features")
         out = _repair(img, replace)
         if n:
             ys, xs = np.nonzero(replace)

@@ -2,8 +2,10 @@
 
 Submodules by data kind; the names rules need are re-exported here.
 
-* :mod:`tomoflow.io.volumes` - tilt series, angles, volumes and label stacks (MRC, TIFF), JSON/TSV
-  tables, figures.
+* :mod:`tomoflow.io.volumes` - tilt series, volumes and label stacks (MRC, TIFF); re-exports the
+  names of the format submodules :mod:`~tomoflow.io.mrc`, :mod:`~tomoflow.io.tiff`,
+  :mod:`~tomoflow.io.angles` (tilt-angle files), :mod:`~tomoflow.io.tables` (JSON/TSV tables,
+  figures) and :mod:`~tomoflow.io.common` (atomic writing, finite check).
 * :mod:`tomoflow.io.probe` - lazy checks for start-up: file type by magic bytes (the one MRC/TIFF
   dispatcher, :func:`stack_kind`), stack geometry from headers, sampled label values, the sample table.
 * :mod:`tomoflow.io.models`, :mod:`tomoflow.io.meshes` - Keras models, surface meshes.

@@ -163,7 +163,7 @@ def probe_stack(path: PathLike, what: str = "stack") -> StackInfo:
 
 
 def _probe_mrc(p: Path, what: str) -> StackInfo:
-    from .volumes import _fei_tilt_angles, _mrc_voxel_nm, _open_mrc
+    from .mrc import _fei_tilt_angles, _mrc_voxel_nm, _open_mrc
 
     size = p.stat().st_size
     if size < MRC_HEADER_BYTES:
@@ -203,7 +203,7 @@ def _head(p: Path) -> bytes:
 def _probe_tiff(p: Path, what: str) -> StackInfo:
     import tifffile
 
-    from .volumes import _tiff_voxel_nm
+    from .tiff import _tiff_voxel_nm
 
     size = p.stat().st_size
     tlog = logging.getLogger("tifffile")

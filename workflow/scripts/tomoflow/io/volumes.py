@@ -5,33 +5,40 @@ interrupted job never leaves a half-written output behind.  Every reader turns a
 or corrupt file into one :class:`~tomoflow.errors.InputError` line naming the file, the problem and
 the fix.
 
+The format helpers live in :mod:`.mrc`, :mod:`.tiff`, :mod:`.angles` (tilt-angle files),
+:mod:`.tables` (JSON/TSV/figures) and :mod:`.common` (atomic writing); every name they define is
+re-exported here, so ``tomoflow.io.volumes`` keeps working for all of them.
+
 Voxel sizes are in nm at this API; MRC headers store Å (×10), ImageJ TIFFs store ``unit='nm'``.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
-import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from .. import validate
 from ..errors import InputError
-from .probe import MRC_SUFFIXES, TIFF_SUFFIXES, require_file, stack_kind
+from .angles import _resolve_angles, check_angles, read_angles, write_angles
+from .common import PathLike, _require_file, atomic_path, check_finite
+from .mrc import FEI_RECORD_BYTES, _fei_tilt_angles, _has_fei_header, _mrc_array, _mrc_voxel_nm, _open_mrc
+from .probe import MRC_SUFFIXES, TIFF_SUFFIXES, stack_kind
+from .tables import _NumpyJSON, read_json, read_tsv, save_figure, save_png, write_json, write_tsv
+from .tiff import _read_tiff, _tiff, _tiff_voxel_nm
 
-PathLike = str | os.PathLike[str]
-
-#: Size of one record in a legacy FEI extended header (no EXTTYP); the first float32 is alpha tilt.
-FEI_RECORD_BYTES = 128
+__all__ = [
+    "FEI_RECORD_BYTES", "PathLike", "TiltSeries", "atomic_path", "check_angles", "check_finite", "preflight_tilt_series",
+    "read_angles", "read_image", "read_image_stack", "read_json", "read_labels", "read_slab", "read_tilt_series", "read_tsv",
+    "read_volume", "save_figure", "save_png", "volume_shape", "voxel_size_or", "write_angles", "write_json", "write_labels",
+    "write_tsv", "write_volume",
+    # private helpers kept importable from here for older imports
+    "_NumpyJSON", "_fei_tilt_angles", "_has_fei_header", "_mrc_array", "_mrc_voxel_nm", "_open_mrc", "_read_tiff",
+    "_require_file", "_resolve_angles", "_tiff", "_tiff_voxel_nm",
+]
 
 
 @dataclass
@@ -57,219 +64,6 @@ class TiltSeries:
     pixel_size_nm: float
     path: str
     angles_source: str = ""
-
-
-# --------------------------------------------------------------------------- atomic writing
-@contextmanager
-def atomic_path(path: PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` on success, delete it on error."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the user's normal mode
-    try:
-        yield tmp_path
-        os.replace(tmp_path, target)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
-
-
-# --------------------------------------------------------------------------- checks
-def _require_file(path: PathLike, what: str) -> Path:
-    return require_file(path, what)
-
-
-def check_finite(path: PathLike, data: np.ndarray) -> None:
-    """Raise :class:`InputError` if ``data`` holds NaN or Inf."""
-    if np.issubdtype(data.dtype, np.floating):
-        bad = ~np.isfinite(data)
-        n_bad = int(bad.sum())
-        if n_bad:
-            first = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise InputError(
-                path,
-                f"{n_bad} NaN/Inf pixel(s), first at index {first}",
-                "replace them (e.g. by the local background) before running tomoflow",
-            )
-
-
-def check_angles(where: PathLike, angles_deg: npt.ArrayLike, n_images: int | None = None) -> np.ndarray:
-    """Validate tilt angles read from a file: :func:`tomoflow.validate.check_angles` with a strictly
-    monotonic order required (the order of the stack on disk).
-
-    Returns
-    -------
-    ndarray, shape (n_tilts,), float64
-    """
-    return validate.check_angles(where, angles_deg, n_images, monotonic=True)
-
-
-# --------------------------------------------------------------------------- angles
-def read_angles(path: PathLike) -> npt.NDArray[np.float64]:
-    """Read an IMOD ``.tlt``/``.rawtlt`` file: one angle in degrees per line (blank lines ignored).
-
-    Returns
-    -------
-    ndarray, shape (n_tilts,), float64
-        Angles in degrees, unchecked for count (see :func:`check_angles`).
-    """
-    p = _require_file(path, "tilt-angle file")
-    values = []
-    for lineno, line in enumerate(p.read_text(errors="replace").splitlines(), 1):
-        s = line.strip()
-        if not s:
-            continue
-        try:
-            values.append(float(s.split()[0]))
-        except ValueError:
-            raise InputError(
-                p, f"line {lineno} is not a number: {s[:40]!r}", "write one tilt angle in degrees per line (IMOD .tlt format)"
-            ) from None
-    return check_angles(p, values)
-
-
-def write_angles(path: PathLike, angles_deg: npt.ArrayLike) -> None:
-    """Write angles (degrees) one per line, IMOD ``.tlt``/``.rawtlt`` style."""
-    a = np.asarray(angles_deg, dtype=np.float64).ravel()
-    with atomic_path(path) as tmp:
-        tmp.write_text("".join(f"{v:9.3f}\n" for v in a))
-
-
-# --------------------------------------------------------------------------- MRC
-def _open_mrc(path: Path, mmap: bool = False):
-    import mrcfile
-
-    opener = mrcfile.mmap if mmap else mrcfile.open
-    try:
-        return opener(path, mode="r")
-    except ValueError as strict_error:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                mrc = opener(path, mode="r", permissive=True)
-            except Exception as exc:
-                raise InputError(path, f"not a readable MRC file ({exc})", "check that the file is a complete MRC/ST stack") from None
-        msgs = " ".join(str(w.message) for w in caught)
-        if mrc.data is None or "could only read" in msgs or "Expected" in msgs and "bytes" in msgs:
-            mrc.close()
-            raise InputError(
-                path,
-                f"truncated or corrupt MRC data block ({msgs or strict_error})",
-                "re-copy the file completely from the microscope PC / archive",
-            ) from None
-        return mrc
-    except (OSError, EOFError) as exc:
-        raise InputError(path, f"cannot read MRC file ({exc})", "check that the file is a complete MRC/ST stack") from None
-
-
-def _fei_tilt_angles(mrc: Any) -> np.ndarray | None:
-    """Alpha tilts (degrees) from an FEI extended header (FEI1/FEI2 or legacy 128-byte records)."""
-    ext = mrc.extended_header
-    if ext is None or len(ext) == 0:
-        return None
-    n = int(mrc.header.nz)
-    names = getattr(ext.dtype, "names", None)
-    if names and "Alpha tilt" in names:
-        return np.asarray(ext["Alpha tilt"], dtype=np.float64)[:n]
-    exttyp = bytes(mrc.header.exttyp).strip(b"\x00 ")
-    raw = np.frombuffer(ext.tobytes(), dtype=np.uint8)
-    if exttyp in (b"", b"FEI1", b"FEI2") and raw.size % FEI_RECORD_BYTES == 0 and raw.size // FEI_RECORD_BYTES >= n:
-        rec = raw[: n * FEI_RECORD_BYTES].view("<f4").reshape(n, FEI_RECORD_BYTES // 4)
-        alpha = rec[:, 0].astype(np.float64)
-        if np.all(np.isfinite(alpha)) and np.all(np.abs(alpha) <= 90) and np.ptp(alpha) > 0:
-            return alpha
-    return None
-
-
-def _has_fei_header(mrc: Any) -> bool:
-    return _fei_tilt_angles(mrc) is not None
-
-
-def _mrc_voxel_nm(mrc: Any) -> float | None:
-    """Voxel size in nm from the MRC header, or None when uncalibrated (0 or 1 Å placeholder)."""
-    vs = mrc.voxel_size
-    x = float(vs.x)
-    if not math.isfinite(x) or x <= 0 or x == 1.0:
-        return None
-    return x / 10.0
-
-
-def _mrc_array(path: Path, mrc: Any, index: Any = slice(None)) -> np.ndarray:
-    """The (3-D) data block, or ``data[index]`` of it, with FEI signed-int16 counts made physical.
-
-    Only the indexed part is read (memory-mapped files stay mapped) and converted.
-    """
-    data = mrc.data
-    if data is None:
-        raise InputError(path, "MRC file has no data block", "re-copy the file completely")
-    mode = int(mrc.header.mode)
-    if mode not in (0, 1, 2, 6, 12):
-        raise InputError(path, f"unsupported MRC mode {mode} (complex or packed data)", "convert the stack to float32 (mode 2), e.g. with IMOD newstack -mode 2")
-    if data.ndim == 2:
-        data = data[np.newaxis]
-    arr = np.asarray(data[index])
-    if mode == 1 and _has_fei_header(mrc) and int(np.min(data[: min(len(data), 4)])) < 0:
-        # FEI software writes unsigned counts as signed int16 with a -32768 offset.
-        return arr.astype(np.float32) + np.float32(32768.0)
-    return arr
-
-
-# --------------------------------------------------------------------------- TIFF
-def _tiff_voxel_nm(tif: Any) -> float | None:
-    ij = tif.imagej_metadata or {}
-    unit = str(ij.get("unit", "")).lower().replace("\\u00b5", "µ")
-    page = tif.pages[0]
-    scale = {"nm": 1.0, "nanometer": 1.0, "um": 1000.0, "µm": 1000.0, "micron": 1000.0, "a": 0.1, "å": 0.1, "angstrom": 0.1}.get(unit)
-    tag = page.tags.get("XResolution")
-    if scale is None or tag is None:
-        return None
-    num, den = tag.value
-    if num == 0:
-        return None
-    px = den / num * scale
-    return px if px > 0 and px != scale else None
-
-
-@contextmanager
-def _tiff(path: Path) -> Iterator[Any]:
-    """Open a TIFF; any tifffile error becomes one InputError line."""
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            yield tif
-    except InputError:
-        raise
-    except Exception as exc:
-        raise InputError(path, f"not a readable TIFF ({type(exc).__name__}: {exc})", "check that the file is a complete TIFF stack") from None
-
-
-def _read_tiff(path: Path, key: slice | None = None) -> tuple[np.ndarray, float | None]:
-    with _tiff(path) as tif:
-        voxel = _tiff_voxel_nm(tif)
-        n_pages = len(tif.pages)
-        spp = int(tif.pages[0].samplesperpixel)
-        if spp > 1:
-            raise InputError(path, f"RGB/multi-channel TIFF ({spp} samples per pixel)",
-                             "save the images as single-channel greyscale (e.g. Fiji: Image > Type > 8-bit or 32-bit)")
-        if key is not None and n_pages > 1 and tif.series[0].shape[0] == n_pages:
-            idx = range(n_pages)[key]
-            arr = tif.asarray(key=list(idx)) if len(idx) else np.zeros((0,) + tif.pages[0].shape, tif.pages[0].dtype)
-            if arr.ndim == 2:
-                arr = arr[np.newaxis]
-            return arr, voxel
-        arr = tif.asarray()
-        if arr.ndim == 2 and tif.imagej_metadata is not None:
-            arr = arr[np.newaxis]  # a one-slice ImageJ stack
-    if key is not None:
-        arr = arr[key]
-    return arr, voxel
-
 
 # --------------------------------------------------------------------------- public readers
 def read_volume(path: PathLike) -> tuple[np.ndarray, float | None]:
@@ -415,27 +209,6 @@ def read_tilt_series(
     return TiltSeries(data=data, angles_deg=a, pixel_size_nm=px, path=str(p), angles_source=source)
 
 
-def _resolve_angles(
-    stack: Path, angles: PathLike | Sequence[float] | np.ndarray | None, fei_angles: np.ndarray | None, n: int
-) -> tuple[np.ndarray, str]:
-    """Checked tilt angles of a stack of ``n`` images, and where they came from.
-
-    Order: ``angles`` (a file or values), the FEI header, a ``.rawtlt``/``.tlt`` beside the stack.
-    """
-    if angles is not None and not (isinstance(angles, str) and angles == ""):
-        if isinstance(angles, (str, os.PathLike)):
-            return check_angles(angles, read_angles(angles), n), f"file:{angles}"
-        return check_angles(stack, angles, n), "given"
-    if fei_angles is not None:
-        return check_angles(stack, fei_angles, n), "fei-header"
-    for suffix in (".rawtlt", ".tlt"):
-        cand = stack.with_suffix(suffix)
-        if cand.exists():
-            return check_angles(cand, read_angles(cand), n), f"file:{cand}"
-    raise InputError(stack, "no tilt angles: none given, none in the header, no .rawtlt/.tlt beside it", "set the `angles` column of the sample table to the .rawtlt/.tlt file")
-
-
-
 # --------------------------------------------------------------------------- writers
 def write_volume(path: PathLike, data: npt.ArrayLike, voxel_size_nm: float | Sequence[float]) -> None:
     """Write a 3-D array as MRC (``.mrc`` etc.) or ImageJ TIFF (``.tif``) carrying the voxel size.
@@ -493,72 +266,6 @@ def voxel_size_or(path: PathLike, voxel: float | None, fallback: float | None, w
     if px is None or not (isinstance(px, (int, float)) and math.isfinite(px) and px > 0):
         raise InputError(path, f"no {what}: the header is uncalibrated and none was given", "set `pixel_size_nm` for this sample in the sample table")
     return float(px)
-
-
-# --------------------------------------------------------------------------- tables, JSON, figures
-class _NumpyJSON(json.JSONEncoder):
-    def default(self, o: Any) -> Any:
-        if isinstance(o, np.integer):
-            return int(o)
-        if isinstance(o, np.floating):
-            return float(o)
-        if isinstance(o, np.bool_):
-            return bool(o)
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-        if isinstance(o, Path):
-            return str(o)
-        return super().default(o)
-
-
-def write_json(path: PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented JSON (NumPy scalars/arrays converted; NaN/Infinity kept as tokens)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, cls=_NumpyJSON, allow_nan=True) + "\n")
-
-
-def read_json(path: PathLike) -> Any:
-    """Read a JSON file (InputError when missing or malformed)."""
-    p = _require_file(path, "JSON file")
-    try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(p, f"malformed JSON ({exc})", "regenerate the file (delete it and rerun the rule that makes it)") from None
-
-
-def write_tsv(path: PathLike, df: Any) -> None:
-    """Write a pandas DataFrame (or list of dicts) as a tab-separated table without index."""
-    import pandas as pd
-
-    frame = df if isinstance(df, pd.DataFrame) else pd.DataFrame(df)
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
-
-
-def read_tsv(path: PathLike) -> Any:
-    """Read a tab-separated table into a pandas DataFrame."""
-    import pandas as pd
-
-    p = _require_file(path, "table")
-    try:
-        return pd.read_csv(p, sep="\t")
-    except Exception as exc:
-        raise InputError(p, f"not a readable TSV table ({exc})", "regenerate the file") from None
-
-
-def save_figure(fig: Any, path: PathLike, dpi: int = 120) -> None:
-    """Save a matplotlib ``Figure`` as PNG (atomically)."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format=Path(path).suffix.lstrip(".") or "png", bbox_inches="tight")
-
-
-def save_png(path: PathLike, rgb: npt.ArrayLike) -> None:
-    """Save an RGB(A) uint8 image array, shape (H, W, 3|4), as PNG."""
-    from PIL import Image
-
-    with atomic_path(path) as tmp:
-        Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(tmp, format="PNG")
-
 
 def preflight_tilt_series(
     path: PathLike,

@@ -173,6 +173,38 @@ def empty_mesh() -> pv.PolyData:
 
 
 # --------------------------------------------------------------------------- surfaces
+def _cropped_image(m: np.ndarray, box: tuple[slice, slice, slice], vs: tuple[float, float, float], base: np.ndarray,
+                   closed: bool, pad: int = 2) -> pv.ImageData:
+    """The image :func:`isosurface` contours: ``m`` cropped to ``box`` and padded by ``pad`` voxels.
+
+    ``closed``: zero padding.  Otherwise the crop grows by ``pad`` voxels inside the volume so smoothing sees
+    the real neighbourhood, and edges are replicated only where the crop meets the volume border.  ``base``
+    is the index of ``m[0, 0, 0]`` in the full volume.
+    """
+    if closed:
+        crop = m[box]
+        return mask_to_image(crop, vs, base + [s.start for s in box], pad=pad, pad_mode="constant")
+    lo = [max(s.start - pad, 0) for s in box]
+    hi = [min(s.stop + pad, n) for s, n in zip(box, m.shape)]
+    crop = m[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    return mask_to_image(crop, vs, base + lo, pad=pad, pad_mode="edge")
+
+
+def _smooth(surf: pv.PolyData, f: np.ndarray, regions: np.ndarray | None, iterations: int, pass_band: float,
+            vs: tuple[float, float, float]) -> pv.PolyData:
+    """Windowed-sinc smoothing of ``surf`` (faces ``f``); with ``regions`` (point region ids), every closed
+    piece is offset back to its pre-smoothing volume (at most half the smallest voxel side)."""
+    if regions is not None:
+        vol0 = np.bincount(regions[f[:, 0]], weights=_face_terms(np.asarray(surf.points, np.float64), f)[0],
+                           minlength=int(regions.max()) + 1)
+    surf = surf.smooth_taubin(n_iter=iterations, pass_band=pass_band, normalize_coordinates=True,
+                              boundary_smoothing=False, non_manifold_smoothing=True)
+    if regions is not None:
+        surf.points = _offset_to_volumes(np.asarray(surf.points), f, regions, vol0,
+                                         max_offset=0.5 * min(vs)).astype(np.float32)
+    return surf
+
+
 def isosurface(mask: npt.ArrayLike, voxel_size_nm: float | Sequence[float], *, smoothing_iterations: int = 20,
                pass_band: float = 0.05, target_reduction: float = 0.0, preserve_volume: bool = True,
                closed: bool = True, volume_nm3: float | None = None,
@@ -222,18 +254,7 @@ def isosurface(mask: npt.ArrayLike, voxel_size_nm: float | Sequence[float], *, s
     box = _bounding_box(m)
     if box is None:
         return empty_mesh()
-    pad = 2
-    base = np.asarray(offset_index, dtype=int)
-    if closed:
-        crop = m[box]
-        img = mask_to_image(crop, vs, base + [s.start for s in box], pad=pad, pad_mode="constant")
-    else:
-        # Grow the crop by `pad` voxels inside the volume so smoothing sees the real neighbourhood; replicate
-        # edges only where the crop meets the volume border.
-        lo = [max(s.start - pad, 0) for s in box]
-        hi = [min(s.stop + pad, n) for s, n in zip(box, m.shape)]
-        crop = m[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
-        img = mask_to_image(crop, vs, base + lo, pad=pad, pad_mode="edge")
+    img = _cropped_image(m, box, vs, np.asarray(offset_index, dtype=int), closed)
     surf = img.contour([0.5], scalars="mask", method="flying_edges", compute_scalars=False)
     surf = surf.triangulate().clean()
     if surf.n_cells == 0:
@@ -246,14 +267,7 @@ def isosurface(mask: npt.ArrayLike, voxel_size_nm: float | Sequence[float], *, s
         surf.clear_data()
     f = _faces(surf)
     if smoothing_iterations > 0:
-        if regions is not None and preserve_volume:
-            vol0 = np.bincount(regions[f[:, 0]], weights=_face_terms(np.asarray(surf.points, np.float64), f)[0],
-                               minlength=int(regions.max()) + 1)
-        surf = surf.smooth_taubin(n_iter=int(smoothing_iterations), pass_band=float(pass_band), normalize_coordinates=True,
-                                  boundary_smoothing=False, non_manifold_smoothing=True)
-        if regions is not None and preserve_volume:
-            surf.points = _offset_to_volumes(np.asarray(surf.points), f, regions, vol0,
-                                             max_offset=0.5 * min(vs)).astype(np.float32)
+        surf = _smooth(surf, f, regions if preserve_volume else None, int(smoothing_iterations), float(pass_band), vs)
     if volume_nm3 is not None and closed and volume_nm3 > 0:
         one = np.zeros(surf.n_points, dtype=np.int64)
         surf.points = _offset_to_volumes(np.asarray(surf.points), f, one, np.array([float(volume_nm3)]),

@@ -284,6 +284,65 @@ def _count_particle_voxels(labels: np.ndarray, particles: list[dict[str, Any]], 
     return particles, int(n_comp)
 
 
+def _densities(
+    plate: _Plate,
+    pores: list[tuple[np.ndarray, np.ndarray, float]],
+    particles: list[dict[str, Any]],
+    shape: tuple[int, int, int],
+    lut: np.ndarray,
+    margin_px: int,
+    s: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Supersampled density with ``margin_px`` extra slices at both y ends, shape
+    (n_y + 2 margin_px, s n_z, s n_x), and its voxel-averaged core, shape (n_y, n_z, n_x) float32.
+
+    ``lut`` maps labels to density; ``s`` is the supersampling factor.
+    """
+    ny, nz, nx = shape
+    fine_shape = (s * (ny + 2 * margin_px), s * nz, s * nx)
+    fine_labels = _rasterise(plate, pores, particles, fine_shape, 1.0 / s, float(-margin_px))
+    fine_density = lut[fine_labels].reshape(ny + 2 * margin_px, s, s * nz, s * nx).mean(axis=1)
+    del fine_labels
+    core = fine_density[margin_px : margin_px + ny]
+    density = core.reshape(ny, nz, s, nx, s).mean(axis=(2, 4)).astype(np.float32)
+    return fine_density, density
+
+
+def _specimen_info(
+    seed: int,
+    shape: tuple[int, int, int],
+    px: float,
+    plate: _Plate,
+    dz: float,
+    n_pores: int,
+    n_particles: int,
+    n_comp: int,
+    counts: np.ndarray,
+    particle_contrast: float,
+) -> dict[str, Any]:
+    """The ``info`` record of :class:`Specimen` (plate geometry in px/nm, counts, class fractions)."""
+    ny, nz, nx = shape
+    return {
+        "seed": seed,
+        "shape": [ny, nz, nx],
+        "pixel_size_nm": px,
+        "plate": {
+            "center_px": [plate.cy, plate.cz, plate.cx],
+            "half_diagonals_px": [plate.b, plate.a],
+            "rotation_deg": math.degrees(plate.psi),
+            "base_thickness_nm": 2 * plate.half_t * px,
+            "ridge_period_nm": plate.ridge_period * px,
+            "ridge_amplitude_nm": plate.ridge_amp * px,
+        },
+        "z_shift_to_frame_px": dz,
+        "n_pores": n_pores,
+        "n_particles": n_particles,
+        "n_particle_components": n_comp,
+        "class_fractions": {"background": float(counts[0]), "support": float(counts[1]), "particles": float(counts[2])},
+        "particle_contrast": particle_contrast,
+    }
+
+
 def make_specimen(
     *,
     seed: int = 7,
@@ -344,35 +403,12 @@ def make_specimen(
     # ---- rasterise: labels at voxel centres, density supersampled (with y margins)
     labels = _rasterise(plate, pores, particles, (ny, nz, nx), 1.0, 0.0)
     s = int(supersample)
-    fine_shape = (s * (ny + 2 * margin_px), s * nz, s * nx)
-    fine_labels = _rasterise(plate, pores, particles, fine_shape, 1.0 / s, float(-margin_px))
-    fine_density = lut[fine_labels].reshape(ny + 2 * margin_px, s, s * nz, s * nx).mean(axis=1)
-    del fine_labels
-    core = fine_density[margin_px : margin_px + ny]
-    density = core.reshape(ny, nz, s, nx, s).mean(axis=(2, 4)).astype(np.float32)
+    fine_density, density = _densities(plate, pores, particles, (ny, nz, nx), lut, margin_px, s)
 
     particles, n_comp = _count_particle_voxels(labels, particles, px)
 
     counts = np.bincount(labels.ravel(), minlength=3) / labels.size
-    info = {
-        "seed": seed,
-        "shape": [ny, nz, nx],
-        "pixel_size_nm": px,
-        "plate": {
-            "center_px": [plate.cy, plate.cz, plate.cx],
-            "half_diagonals_px": [plate.b, plate.a],
-            "rotation_deg": math.degrees(plate.psi),
-            "base_thickness_nm": 2 * plate.half_t * px,
-            "ridge_period_nm": plate.ridge_period * px,
-            "ridge_amplitude_nm": plate.ridge_amp * px,
-        },
-        "z_shift_to_frame_px": dz,
-        "n_pores": len(pores),
-        "n_particles": len(particles),
-        "n_particle_components": n_comp,
-        "class_fractions": {"background": float(counts[0]), "support": float(counts[1]), "particles": float(counts[2])},
-        "particle_contrast": particle_contrast,
-    }
+    info = _specimen_info(seed, (ny, nz, nx), px, plate, dz, len(pores), len(particles), n_comp, counts, particle_contrast)
     log.info(
         "specimen seed=%d: %d particles, %d pores, fractions bg %.3f / support %.3f / Pt %.4f",
         seed, len(particles), len(pores), counts[0], counts[1], counts[2],

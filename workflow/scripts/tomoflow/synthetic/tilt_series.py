@@ -105,6 +105,36 @@ def tilt_angles(tilt_range_deg: Sequence[float], tilt_step_deg: float) -> npt.ND
     return lo + tilt_step_deg * np.arange(n, dtype=np.float64)
 
 
+def _ideal_projections(
+    specimen: Specimen, angles: npt.NDArray[np.float64], center_offset_px: float, counts_per_unit: float, threads: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Noise-free projections (counts) of the specimen's fine density.
+
+    Returns
+    -------
+    ideal_offset : ndarray, shape (n_tilts, n_y + 2 margin_px, n_x)
+        With the y margins, rotation centre offset by ``center_offset_px`` (px along x).
+    ideal_centered : ndarray, shape (n_tilts, n_y, n_x)
+        Without margins, centred rotation (the aligned series).
+    """
+    ny, _, nx = specimen.labels.shape
+    s, m = specimen.supersample, specimen.margin_px
+    fine = specimen.fine_density
+    ideal_offset = forward_project_fine(fine, angles, nx, s, center_offset_px, threads) * counts_per_unit
+    if center_offset_px != 0:
+        core = np.ascontiguousarray(fine[m : m + ny])
+        ideal_centered = forward_project_fine(core, angles, nx, s, 0.0, threads) * counts_per_unit
+    else:
+        ideal_centered = ideal_offset[:, m : m + ny]
+    return ideal_offset, ideal_centered
+
+
+def _noisy(rng: np.random.Generator, expected: np.ndarray, read_noise: float) -> np.ndarray:
+    """Poisson counts of ``expected`` (clipped at 0) plus Gaussian read noise (std ``read_noise``), float32."""
+    lam = np.clip(expected, 0, None).astype(np.float64)
+    return (rng.poisson(lam) + rng.normal(0.0, read_noise, size=lam.shape)).astype(np.float32)
+
+
 def simulate_tilt_series(
     specimen: Specimen,
     *,
@@ -149,7 +179,6 @@ def simulate_tilt_series(
     rng = np.random.default_rng([int(seed), 1])
     angles = tilt_angles(tilt_range_deg, tilt_step_deg)
     ny, nz, nx = specimen.labels.shape
-    s = specimen.supersample
     m = specimen.margin_px
     need = required_margin_px(shift_sigma_px, nx, tilt_axis_deg, pad=2.0)
     if need > m:
@@ -157,13 +186,7 @@ def simulate_tilt_series(
 
     base_t = specimen.info["plate"]["base_thickness_nm"] / specimen.pixel_size_nm
     counts_per_unit = float(dose) / max(base_t, 1.0)
-    fine = specimen.fine_density
-    ideal_offset = forward_project_fine(fine, angles, nx, s, center_offset_px, threads) * counts_per_unit
-    if center_offset_px != 0:
-        core = np.ascontiguousarray(fine[m : m + ny])
-        ideal_centered = forward_project_fine(core, angles, nx, s, 0.0, threads) * counts_per_unit
-    else:
-        ideal_centered = ideal_offset[:, m : m + ny]
+    ideal_offset, ideal_centered = _ideal_projections(specimen, angles, center_offset_px, counts_per_unit, threads)
 
     ref = int(np.argmin(np.abs(angles)))
     shifts = rng.normal(0.0, shift_sigma_px, size=(angles.size, 2))
@@ -174,14 +197,9 @@ def simulate_tilt_series(
         img = misalign_image(ideal_offset[i], shifts[i], tilt_axis_deg, row_offset=m)
         raw[i] = img[m : m + ny]
     aligned = ideal_centered.astype(np.float32)
-
-    def noisy(expected: np.ndarray) -> np.ndarray:
-        lam = np.clip(expected, 0, None).astype(np.float64)
-        return (rng.poisson(lam) + rng.normal(0.0, read_noise, size=lam.shape)).astype(np.float32)
-
     return TiltSeriesSim(
-        data=noisy(raw),
-        aligned=noisy(aligned),
+        data=_noisy(rng, raw, read_noise),
+        aligned=_noisy(rng, aligned, read_noise),
         angles_deg=angles,
         shifts_px=shifts,
         tilt_axis_deg=float(tilt_axis_deg),

@@ -1,0 +1,151 @@
+"""Training settings and result types, and :func:`settings_from_params` (the checked config ``train``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """On-the-fly augmentation ranges (config ``train.augment``).
+
+    Attributes
+    ----------
+    rotation_deg : float
+        Rotation uniform in ``[-rotation_deg, rotation_deg]`` degrees.
+    flip : bool
+        Random horizontal and vertical flips (probability ½ each).
+    zoom : float
+        Zoom factor uniform in ``[1 - zoom, 1 + zoom]``.
+    shear_deg : float
+        Shear angle uniform in ``[-shear_deg, shear_deg]`` degrees.
+    """
+
+    rotation_deg: float = 15.0
+    flip: bool = True
+    zoom: float = 0.1
+    shear_deg: float = 5.0
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any augmentation is switched on."""
+        return bool(self.rotation_deg or self.flip or self.zoom or self.shear_deg)
+
+
+@dataclass
+class TrainSettings:
+    """Training settings (config ``train``).
+
+    Attributes
+    ----------
+    depth, base_filters : int
+        U-Net depth (steps down) and first-level feature maps.
+    epochs, batch_size : int
+    learning_rate : float
+        Adam learning rate.
+    focal_gamma : float
+        Focal loss γ.
+    class_weights : "auto" or sequence of float
+        Focal loss α per class, or ``"auto"`` (see :func:`tomoflow.unet.class_weights_from_labels`).
+    monitor : str
+        ``"val_loss"`` (minimised) or ``"val_dsc_<class>"`` (maximised) - the epoch whose weights are kept;
+        ``"val_dsc_particles"`` means the last class when no class is called "particles".
+    seed : int
+    augment : AugmentSettings
+    alpha_power : float
+        Exponent of the inverse class frequency for ``class_weights="auto"``.
+    """
+
+    depth: int = 6
+    base_filters: int = 8
+    epochs: int = 40
+    batch_size: int = 2
+    learning_rate: float = 5e-4
+    focal_gamma: float = 1.0
+    class_weights: str | Sequence[float] = "auto"
+    monitor: str = "val_loss"
+    seed: int = 42
+    augment: AugmentSettings = field(default_factory=AugmentSettings)
+    alpha_power: float = 0.25
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_unet` returns.
+
+    Attributes
+    ----------
+    model : keras.Model
+        The U-Net with the weights of the best epoch (still compiled with the training metrics; use
+        :func:`export_model` before saving).
+    history : pandas.DataFrame
+        One row per epoch: ``epoch`` (1-based), ``loss``, ``val_loss``, ``dsc_<class>``,
+        ``val_dsc_<class>``, ``seconds``.
+    alpha : ndarray, shape (n_classes,)
+        Focal loss class weights used.
+    frequencies : ndarray, shape (n_classes,)
+        Class fractions of the training labels.
+    normalization : dict
+        ``{"mean", "variance", "std"}`` of the training images (raw intensity units).
+    best_epoch : int
+        1-based epoch whose weights were kept.
+    monitor : str
+        The monitored quantity.
+    """
+
+    model: keras.Model
+    history: pd.DataFrame
+    alpha: np.ndarray
+    frequencies: np.ndarray
+    normalization: dict[str, float]
+    best_epoch: int
+    monitor: str
+
+
+def settings_from_params(params: Mapping[str, Any], n_classes: int) -> TrainSettings:
+    """:class:`TrainSettings` from the ``train`` config values (rule ``train_unet``'s params), checked.
+
+    Parameters
+    ----------
+    params : mapping
+        Keys ``depth, base_filters, epochs, batch_size, learning_rate, focal_gamma, class_weights,
+        monitor, seed, augment`` (``augment``: ``rotation_deg, flip, zoom, shear_deg``) and
+        ``patch_size`` (checked against the depth).
+    n_classes : int
+        Number of configured classes (checked against explicit class weights).
+
+    Raises
+    ------
+    InputError
+        ``train.patch_size`` not divisible by ``2**(depth-1)``, or ``train.class_weights`` of the wrong
+        length.
+    """
+    depth = int(params["depth"])
+    factor = 2 ** (depth - 1)
+    patch = [int(v) for v in params["patch_size"]]
+    if len(patch) != 2 or patch[0] % factor or patch[1] % factor:
+        raise InputError("train.patch_size", f"{patch} is not two multiples of 2**(depth-1) = {factor}",
+                         f"use multiples of {factor} (e.g. 128 or 512) or a smaller train.depth")
+    cw: str | list[float] = params["class_weights"]
+    if not isinstance(cw, str):
+        cw = [float(v) for v in cw]
+        if len(cw) != n_classes:
+            raise InputError("train.class_weights", f"{len(cw)} weights for {n_classes} classes",
+                             "give one weight per class or 'auto'")
+    aug = params["augment"]
+    return TrainSettings(
+        depth=depth, base_filters=int(params["base_filters"]), epochs=int(params["epochs"]),
+        batch_size=int(params["batch_size"]), learning_rate=float(params["learning_rate"]),
+        focal_gamma=float(params["focal_gamma"]), class_weights=cw, monitor=str(params["monitor"]),
+        seed=int(params["seed"]),
+        augment=AugmentSettings(float(aug["rotation_deg"]), bool(aug["flip"]), float(aug["zoom"]),
+                                float(aug["shear_deg"])),
+    )
