@@ -9,10 +9,10 @@ def main(smk) -> None:
     from tomoflow.report import SampleOutputs, run_summary
 
     i, p = smk.input, smk.params
-    table1 = dict(zip(p.evaluated, i.table1))
+    table1, quant = dict(zip(p.evaluated, i.table1)), dict(zip(p.quantified, i.quantification))
     samples = [
-        SampleOutputs(s, alignment=a, misfit=m, quantification=q, table1=table1.get(s))
-        for s, a, m, q in zip(p.samples, i.alignment, i.misfit, i.quantification)
+        SampleOutputs(s, alignment=a, misfit=m, quantification=quant.get(s), table1=table1.get(s))
+        for s, a, m in zip(p.samples, i.alignment, i.misfit)
     ]
     res = run_summary(samples, {str(k): str(v) for k, v in p.run.items()})
     with io.atomic_path(smk.output.html) as tmp:
