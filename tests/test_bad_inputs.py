@@ -147,6 +147,17 @@ def _rgb_annotation_folder(d: Path) -> None:
         tifffile.imwrite(d / "lab" / f"s{i}.tif", np.zeros((64, 64), np.uint8))
 
 
+def _unpaired_annotation_folder(d: Path) -> None:
+    """img_1 … img_12 pair with lab_01 … lab_12 by number; lab_13 has no image."""
+    good_series(d)
+    for name in ("img", "lab"):
+        (d / name).mkdir(parents=True, exist_ok=True)
+    for i in range(1, 13):
+        tifffile.imwrite(d / "img" / f"img_{i}.tif", np.zeros((64, 64), np.float32))
+        tifffile.imwrite(d / "lab" / f"lab_{i:02d}.tif", np.zeros((64, 64), np.uint8))
+    tifffile.imwrite(d / "lab" / "lab_13.tif", np.zeros((64, 64), np.uint8))
+
+
 TRAIN_S1 = ['train={"samples": ["s1"]}', 'annotations={"n_slices": 4}']
 ANN_ROW = [row(img="data/img.tif", lab="data/lab.tif")]
 
@@ -271,6 +282,8 @@ CASES: dict[str, Case] = {
                                      rows=ANN_ROW, config=TRAIN_S1, expect=("train.patch_size", "larger than the slices", "32×32")),
     "annotation_rgb_in_folder": Case(make=_rgb_annotation_folder, rows=[row(img="data/img", lab="data/lab")], config=TRAIN_S1,
                                      expect=("data/img/s0.tif", "RGB")),
+    "annotation_unpaired_file": Case(make=_unpaired_annotation_folder, rows=[row(img="data/img", lab="data/lab")], config=TRAIN_S1,
+                                     expect=("lab_13.tif",)),
     "annotation_folder_and_file": Case(make=_with(_rgb_annotation_folder, lambda d: tifffile.imwrite(d / "lab.tif", np.zeros((3, 64, 64), np.uint8), photometric="minisblack")),
                                        rows=[row(img="data/img", lab="data/lab.tif")], config=TRAIN_S1, expect=("a folder, the other a file",)),
 }

@@ -395,10 +395,11 @@ def _check_patch(config: Mapping[str, Any], hw: tuple[int, int], what: str) -> N
 
 
 def check_annotations(row: SampleRow, config: Mapping[str, Any], table: str) -> None:
-    """User annotation stacks/folders: readable single-channel TIFF/MRC, matching shapes, label values.
-
-    Pairing of folder files by name is checked when the annotations are extracted.
+    """User annotation stacks/folders: readable single-channel TIFF/MRC, matching shapes, label values,
+    and folder files paired by name (:func:`tomoflow.io.annotations.preflight_annotation_pairs`: an
+    unpaired or ambiguous file stops the run here, not in the extraction job).
     """
+    from .io.annotations import preflight_annotation_pairs
     from .io.probe import TIFF_SUFFIXES, probe_stack
 
     im, lab = row.cells["annotation_images"], row.cells["annotation_labels"]
@@ -421,6 +422,7 @@ def check_annotations(row: SampleRow, config: Mapping[str, Any], table: str) -> 
                                      "save one greyscale slice per file, or give a TIFF stack pair instead of folders")
                 shapes.append(info.shape[1:])
         _check_patch(config, (min(s[0] for s in shapes), min(s[1] for s in shapes)), f"sample {row.name!r} (annotations)")
+        preflight_annotation_pairs(im, lab)
         return
     a, b = probe_stack(im, "annotation images"), probe_stack(lab, "annotation labels")
     if a.shape != b.shape:
