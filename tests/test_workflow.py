@@ -120,6 +120,45 @@ def tiny_run(tmp_path_factory) -> Path:
     return root
 
 
+#: Alignment and reconstruction of the tiny configuration, recorded when the frame of issue 16 was introduced.
+#: A refactor must reproduce them within float rounding; a change that means to alter them regenerates the file
+#: with ``TOMOFLOW_UPDATE_REFERENCE=1 python -m pytest tests/test_workflow.py -k fingerprint`` and says so.
+TINY_REFERENCE = Path(__file__).parent / "data" / "tiny_reference.json"
+
+
+def tiny_fingerprint(results: Path) -> dict:
+    """Alignment table + summary and per-slice/per-row sums of the tiny volume (float64)."""
+    table = io.read_tsv(results / "demo/alignment.tsv")
+    summary = io.read_json(results / "demo/alignment.json")
+    vol, vs = io.read_volume(results / "demo/volume.mrc")
+    v = np.asarray(vol, dtype=np.float64)
+    return {
+        "tilt_axis_deg": float(summary["tilt_axis_deg"]),
+        "center_offset_px": float(summary["center_offset_px"]),
+        "shifts_px": table[["shift_x_px", "shift_y_px"]].to_numpy(np.float64).round(6).tolist(),
+        "volume_shape": list(v.shape),
+        "voxel_size_nm": float(vs),
+        "slice_sums": v.sum(axis=(1, 2)).tolist(),
+        "z_profile": v.sum(axis=(0, 2)).tolist(),
+        "x_profile": v.sum(axis=(0, 1)).tolist(),
+    }
+
+
+@pytest.mark.slow
+def test_tiny_alignment_and_volume_match_the_recorded_fingerprint(tiny_run):
+    """Refactors keep the demo's outputs: alignment and volume equal the recorded run within float rounding."""
+    got = tiny_fingerprint(tiny_run / "results")
+    if os.environ.get("TOMOFLOW_UPDATE_REFERENCE"):
+        io.write_json(TINY_REFERENCE, got)
+    ref = io.read_json(TINY_REFERENCE)
+    assert got["volume_shape"] == ref["volume_shape"] and got["voxel_size_nm"] == pytest.approx(ref["voxel_size_nm"])
+    assert got["tilt_axis_deg"] == pytest.approx(ref["tilt_axis_deg"], abs=1e-3)
+    assert got["center_offset_px"] == pytest.approx(ref["center_offset_px"], abs=1e-3)
+    assert np.allclose(got["shifts_px"], ref["shifts_px"], atol=1e-3)
+    for key in ("slice_sums", "z_profile", "x_profile"):
+        assert np.allclose(got[key], ref[key], rtol=1e-4, atol=1e-6 * max(map(abs, ref[key]))), key
+
+
 @pytest.mark.slow
 def test_tiny_end_to_end_produces_every_stage_output(tiny_run):
     r = tiny_run / "results"
