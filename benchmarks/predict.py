@@ -23,7 +23,7 @@ Inputs (``--source``):
   U-Net (depth 6, 8 base filters, the demo's network) trained here in a subprocess on 128² patches of
   other slices of the same specimen.  Model and data are cached in ``benchmarks/results/predict/``
   (delete it to retrain).
-* ``demo``: the demo's ``results/model/unet.keras`` and its whole ``results/demo/volume.mrc`` against the
+* ``demo``: the demo's ``results/models/<first of models:>/unet.keras`` and its whole ``results/demo/volume.mrc`` against the
   true labels of ``config/samples.tsv`` (run ``make demo`` first): the demo's whole-volume DSC per method.
 
 Measured 2026-11-30 (2 shared cores, load average 1.7-2.0; synthetic, 2 test slices 512x1024, batch 8, budget
@@ -193,12 +193,13 @@ def _inputs(args: argparse.Namespace) -> tuple[str, Path, str, list[int], str]:
 
     if args.source == "demo":
         cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-        model = REPO / "results" / "model" / "unet.keras"
+        first = next(iter(cfg.get("models") or {"default": {}}))  # predict.model "": the first of `models:`
+        model = REPO / "results" / "models" / first / "unet.keras"
         volume = REPO / "results" / "demo" / "volume.mrc"
         samples = pd.read_csv(REPO / cfg["samples"], sep="\t", dtype=str, keep_default_na=False).set_index("sample")
         truth = REPO / samples.loc["demo", "true_labels"]
         if not (model.exists() and volume.exists() and truth.exists()):
-            sys.exit("--source demo needs results/model/unet.keras, results/demo/volume.mrc and the demo's true labels: run `make demo`")
+            sys.exit(f"--source demo needs {model.relative_to(REPO)}, results/demo/volume.mrc and the demo's true labels: run `make demo`")
         d = CACHE / "demo"
         d.mkdir(parents=True, exist_ok=True)
         vol, vs = io.read_volume(volume)

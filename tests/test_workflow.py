@@ -109,7 +109,7 @@ def _outputs(root: Path) -> dict[str, object]:
         "segmentation": seg,
         "alignment": (root / "results/demo/alignment.tsv").read_text(),
         "particles": (root / "results/demo/quantification/particles.tsv").read_text(),
-        "model_sha": hashlib.sha256((root / "results/model/unet.keras").read_bytes()).hexdigest(),
+        "model_sha": hashlib.sha256((root / "results/models/focal/unet.keras").read_bytes()).hexdigest(),
     }
 
 
@@ -169,8 +169,10 @@ def test_tiny_end_to_end_produces_every_stage_output(tiny_run):
         "demo/aligned.xf",
         "demo/volume.mrc",
         "demo/figures/orthoslices.png",
-        "model/unet.keras",
-        "model/history.tsv",
+        "models/focal/unet.keras",
+        "models/ce/unet.keras",
+        "models/comparison.tsv",
+        "models/focal/history.tsv",
         "demo/segmentation.tif",
         "demo/metrics/metrics.json",
         "demo/metrics/table1.tsv",
@@ -229,6 +231,7 @@ def test_report_collects_every_figure(tiny_run):
         "orthoslices.png",
         "misfit.png",
         "training_curves.png",
+        "comparison.png",
         "prediction.png",
         "table1.tsv",
         "rhd.png",
@@ -246,7 +249,7 @@ def test_killed_run_resumes_to_the_same_outputs(tiny_run, tmp_path_factory):
     proc = subprocess.Popen(cmd, cwd=root, env=workflow_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     # kill it hard while the U-Net is training (recon and alignment are done by then)
     deadline = time.monotonic() + 900
-    marker = root / "logs" / "train_unet" / "train_unet.log"
+    marker = root / "logs" / "train_unet" / "focal.log"
     while time.monotonic() < deadline and proc.poll() is None and not marker.exists():
         time.sleep(0.5)
     assert proc.poll() is None, "the run finished before it could be interrupted"

@@ -2,6 +2,7 @@
 # constraints, sample table, every user file by its header), then sample/target helpers.
 
 import sys
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -47,7 +48,35 @@ def _startup():
 SAMPLES = _startup()
 SAMPLES_TABLE = str(config["samples"])
 CLASSES = list(config["classes"])
-TRAINED = bool(config["train"]["samples"])
+TRAINED = bool(config["train"]["samples"])  # the models of `models:` are trained
+
+# --------------------------------------------------------------------------- models (tomoflow.models)
+from tomoflow import models as _models  # noqa: E402
+
+#: Named model configurations, in config order (results/models/{model}/).
+MODELS = list(config["models"])
+#: The model that segments the samples: a run model's name and file, or (None, external .keras file), or
+#: (None, None) when nothing is segmented (train.samples empty and no external predict.model).
+SEGMENT_MODEL_NAME, SEGMENT_MODEL = _models.segment_model(config)
+SEGMENTED = SEGMENT_MODEL is not None
+MODEL_CONSTRAINT = "|".join(re.escape(m) for m in MODELS)
+
+
+def model_setting(key):
+    """Params function: the value of ``key`` in the effective settings of {model} (train ∪ models[model])."""
+    return lambda wildcards: _models.model_settings(config, wildcards.model)[key]
+
+
+def init_model_inputs(wildcards):
+    """The model file {model} starts from (fine-tuning), if any."""
+    path = _models.init_model_path(config, wildcards.model)
+    return {"init_model": path} if path else {}
+
+
+def model_outputs(name):
+    """Every file of one trained model."""
+    base = f"results/models/{name}"
+    return [f"{base}/{f}" for f in ("unet.keras", "history.tsv", "training_curves.png", "class_weights.json", "split.json", "normalization.json")]
 
 
 def sample_value(sample, column, default=""):
@@ -91,9 +120,9 @@ def evaluate_inputs(wildcards):
     if truth:
         inputs["true_labels"] = truth
         inputs["segmentation"] = f"results/{s}/segmentation.tif"
-    if s in config["train"]["samples"]:
-        inputs["model"] = "results/model/unet.keras"
-        inputs["split"] = "results/model/split.json"
+    if s in config["train"]["samples"] and SEGMENT_MODEL_NAME is not None:  # validation patches of that model's split
+        inputs["model"] = SEGMENT_MODEL
+        inputs["split"] = f"results/models/{SEGMENT_MODEL_NAME}/split.json"
         inputs["images"] = f"results/{s}/annotations/images.tif"
         inputs["labels"] = f"results/{s}/annotations/labels.tif"
     return inputs
@@ -121,15 +150,18 @@ def align_inputs(wildcards):
 
 
 def evaluate_inputs_exist(sample):
-    """A sample can be evaluated when a model is trained and it has true labels or validation patches."""
-    return TRAINED and (bool(sample_value(sample, "true_labels")) or sample in config["train"]["samples"])
+    """A sample can be evaluated when a model segments it and it has true labels, or validation patches
+    of the segmenting (run) model's split."""
+    if not SEGMENTED:
+        return False
+    return bool(sample_value(sample, "true_labels")) or (sample in config["train"]["samples"] and SEGMENT_MODEL_NAME is not None)
 
 
 def final_outputs(sample):
-    """The last outputs of every stage for one sample (alignment and reconstruction only when
-    `train.samples` is empty: there is no model to segment with)."""
+    """The last outputs of every stage for one sample (alignment and reconstruction only when no model
+    segments: `train.samples` empty and no external `predict.model`)."""
     out = [f"results/{sample}/volume.mrc"]
-    if TRAINED:
+    if SEGMENTED:
         out += [
             f"results/{sample}/segmentation.tif",
             f"results/{sample}/meshes/render_iso.png",
@@ -148,8 +180,8 @@ def provenance_inputs(wildcards):
         value = sample_value(s, column)
         if value and not Path(value).is_dir():
             inputs[column] = value
-    if TRAINED:
-        inputs["model"] = "results/model/unet.keras"  # every sample is segmented with it
+    if SEGMENTED:
+        inputs["model"] = SEGMENT_MODEL  # every sample is segmented with it
     return inputs
 
 
@@ -185,4 +217,6 @@ def all_targets():
     for s in SAMPLES.index:
         targets += final_outputs(s)
         targets.append(f"results/{s}/provenance.json")
+    if TRAINED:
+        targets.append("results/models/comparison.tsv")  # every model of `models:`, side by side
     return targets

@@ -3,6 +3,8 @@
 # predict.mode auto: one network pass per whole slice (several slices per call) where a slice fits the
 # memory budget (half of resources.mem_mb; the rest holds TensorFlow, the model and the slab's labels),
 # blended overlapping patches otherwise.
+# The model: predict.model ("" = the first of `models:`, a name, or an external .keras file); its metadata
+# are checked (classes; pixel size: resampled to the model's and back, or refused with predict.resample: never).
 # GPU: predict_slab declares gpu=1 so that a scheduler with GPUs gives it one; locally it only limits
 # concurrency when `--resources gpu=N` is given, and the same code runs on CPU (TensorFlow picks the device).
 
@@ -10,7 +12,7 @@
 rule predict_slab:
     input:
         volume="results/{sample}/volume.mrc",
-        model="results/model/unet.keras",
+        model=SEGMENT_MODEL or "results/models/none/unet.keras",  # the segmenting model (tomoflow.models.segment_model)
     output:
         labels="results/{sample}/predict/slab_{i}.tif",
         **(
@@ -27,8 +29,10 @@ rule predict_slab:
         mode=config["predict"]["mode"],
         batch_size=config["predict"]["batch_size"],
         tta=config["predict"]["tta"],
-        patch_size=config["train"]["patch_size"],
+        patch_size=config["train"]["patch_size"],  # where the model has no metadata (else its training patch)
         classes=CLASSES,
+        resample=config["predict"]["resample"],
+        pixel_size_tolerance=config["predict"]["pixel_size_tolerance"],
         # MiB for the network's activations of one model call (auto mode: whole slices if one fits)
         memory_budget_mb=lambda wildcards, resources: 0.5 * resources.mem_mb,
         # fallback voxel size (nm) where the volume header has none: pixel_size_nm of the sample table

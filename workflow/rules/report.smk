@@ -14,8 +14,8 @@ rule report_summary:
         # per sample, in the order of the sample table; Table 1 only for the samples that are evaluated
         alignment=expand("results/{sample}/alignment.json", sample=SAMPLES.index),
         misfit=expand("results/{sample}/recon/misfit.tsv", sample=SAMPLES.index),
-        # quantification only where a model segments the samples (not with `train.samples: []`)
-        quantification=expand("results/{sample}/quantification/summary.json", sample=SAMPLES.index) if TRAINED else [],
+        # quantification only where a model segments the samples (a trained or an external model)
+        quantification=expand("results/{sample}/quantification/summary.json", sample=SAMPLES.index) if SEGMENTED else [],
         table1=[f"results/{s}/metrics/table1.tsv" for s in SAMPLES.index if evaluate_inputs_exist(s)],
     output:
         html=report(REPORT_SUMMARY, category="0. Summary", caption="../report/summary.rst"),
@@ -25,7 +25,7 @@ rule report_summary:
     params:
         samples=list(SAMPLES.index),
         evaluated=[s for s in SAMPLES.index if evaluate_inputs_exist(s)],
-        quantified=list(SAMPLES.index) if TRAINED else [],
+        quantified=list(SAMPLES.index) if SEGMENTED else [],
         run=describe_run(config, list(SAMPLES.index)),
     threads: 1
     conda:

@@ -14,7 +14,8 @@ rule recon:
 
 rule train:
     input:
-        "results/model/unet.keras",
+        expand("results/models/{model}/unet.keras", model=MODELS) if TRAINED else [],
+        "results/models/comparison.tsv" if TRAINED else [],
 
 
 rule segment:

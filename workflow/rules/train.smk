@@ -1,7 +1,8 @@
 # Training data and U-Net training (tomoflow.annotations, tomoflow.unet, tomoflow.train):
 # extract_annotations (per sample: slices of the volume + true labels for the demo, or the user's
 # napari/Fiji/ilastik image/label pairs, validated and copied to one stack format) ->
-# train_unet (all samples of train.samples -> results/model/).
+# train_unet (per named model configuration of `models:`, all samples of train.samples -> results/models/{model}/) ->
+# compare_models (every model side by side: results/models/comparison.tsv/.png).
 
 
 rule extract_annotations:
@@ -33,34 +34,41 @@ rule extract_annotations:
 
 rule train_unet:
     input:
+        unpack(init_model_inputs),
         images=expand("results/{sample}/annotations/images.tif", sample=config["train"]["samples"]),
         labels=expand("results/{sample}/annotations/labels.tif", sample=config["train"]["samples"]),
     output:
-        model="results/model/unet.keras",
-        history=report("results/model/history.tsv", category="4. Segmentation", subcategory="U-Net training", caption="../report/history.rst"),
-        curves=report("results/model/training_curves.png", category="4. Segmentation", subcategory="U-Net training", caption="../report/training_curves.rst"),
-        class_weights="results/model/class_weights.json",
-        split="results/model/split.json",
-        normalization="results/model/normalization.json",
+        model="results/models/{model}/unet.keras",
+        history=report("results/models/{model}/history.tsv", category="4. Segmentation", subcategory="U-Net training: {model}", caption="../report/history.rst"),
+        curves=report("results/models/{model}/training_curves.png", category="4. Segmentation", subcategory="U-Net training: {model}", caption="../report/training_curves.rst"),
+        class_weights="results/models/{model}/class_weights.json",
+        split="results/models/{model}/split.json",
+        normalization="results/models/{model}/normalization.json",
+    wildcard_constraints:
+        model=MODEL_CONSTRAINT,
     log:
-        "logs/train_unet/train_unet.log",
+        "logs/train_unet/{model}.log",
     benchmark:
-        "benchmarks/results/train_unet/train_unet.tsv"
+        "benchmarks/results/train_unet/{model}.tsv"
     params:
+        # the model's effective settings: train with the overrides of models.{model} (a change reruns only it)
+        model=lambda wc: wc.model,
         samples=config["train"]["samples"],
         classes=CLASSES,
-        seed=config["train"]["seed"],
-        patch_size=config["train"]["patch_size"],
-        base_filters=config["train"]["base_filters"],
-        depth=config["train"]["depth"],
-        epochs=config["train"]["epochs"],
-        batch_size=config["train"]["batch_size"],
-        learning_rate=config["train"]["learning_rate"],
         val_fraction=config["train"]["val_fraction"],
-        focal_gamma=config["train"]["focal_gamma"],
-        class_weights=config["train"]["class_weights"],
-        monitor=config["train"]["monitor"],
-        augment=config["train"]["augment"],
+        seed=model_setting("seed"),
+        patch_size=model_setting("patch_size"),
+        base_filters=model_setting("base_filters"),
+        depth=model_setting("depth"),
+        epochs=model_setting("epochs"),
+        batch_size=model_setting("batch_size"),
+        learning_rate=model_setting("learning_rate"),
+        focal_gamma=model_setting("focal_gamma"),
+        class_weights=model_setting("class_weights"),
+        monitor=model_setting("monitor"),
+        augment=model_setting("augment"),
+        init_model=lambda wc: _models.init_model_path(config, wc.model),
+        freeze_encoder_epochs=model_setting("freeze_encoder_epochs"),
     threads: 4
     resources:
         mem_mb=8000,
@@ -70,3 +78,33 @@ rule train_unet:
         "../../envs/train.yaml"
     script:
         "../scripts/train_unet.py"
+
+
+rule compare_models:
+    input:
+        models=expand("results/models/{model}/unet.keras", model=MODELS),
+        histories=expand("results/models/{model}/history.tsv", model=MODELS),
+        class_weights=expand("results/models/{model}/class_weights.json", model=MODELS),
+        splits=expand("results/models/{model}/split.json", model=MODELS),
+        images=expand("results/{sample}/annotations/images.tif", sample=config["train"]["samples"]),
+        labels=expand("results/{sample}/annotations/labels.tif", sample=config["train"]["samples"]),
+    output:
+        table=report("results/models/comparison.tsv", category="4. Segmentation", subcategory="Model comparison", caption="../report/comparison.rst"),
+        figure=report("results/models/comparison.png", category="4. Segmentation", subcategory="Model comparison", caption="../report/comparison.rst"),
+    log:
+        "logs/compare_models.log",
+    params:
+        names=MODELS,
+        samples=config["train"]["samples"],
+        classes=CLASSES,
+        percentiles=config["evaluate"]["percentiles"],
+        batch_size=config["predict"]["batch_size"],
+        tta=config["predict"]["tta"],
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../scripts/compare_models.py"

@@ -21,6 +21,8 @@ def main(smk) -> None:
         mode=str(p.mode),
         memory_budget_mb=float(p.memory_budget_mb),
         pixel_size_nm=p.pixel_size_nm,
+        resample=str(p.resample),
+        pixel_size_tolerance=float(p.pixel_size_tolerance),
     )
 
 

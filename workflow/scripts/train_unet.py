@@ -1,4 +1,4 @@
-"""Rule train_unet: annotation stacks of train.samples -> results/model/ (U-Net, history, curves, split)."""
+"""Rule train_unet: annotation stacks of train.samples -> results/models/{model}/ (U-Net with metadata, history, curves, split)."""
 
 import logging
 

@@ -357,9 +357,10 @@ def check_labels_file(where: str, path: str, shape: tuple[int, ...], config: Map
 def check_sample_files(row: SampleRow, config: Mapping[str, Any], table: str) -> Geometry:
     """All files of one sample: tilt series, angles, true labels, annotations; the geometry they imply."""
     from .io.probe import probe_stack
+    from .models import segment_model
 
     trained = row.name in config["train"]["samples"]
-    segmented = bool(config["train"]["samples"])
+    segmented = segment_model(config)[1] is not None  # a trained or an external model segments the samples
     geo = tilt_series_geometry(row, config, table)
     check_geometry(row, geo, config, table, segmented)
     truth = row.cells["true_labels"]
@@ -442,6 +443,9 @@ def startup(config: Mapping[str, Any], samples_schema: Mapping[str, Any]) -> lis
     table = str(config["samples"])
     rows = read_samples(table, samples_schema)
     check_train_samples(config, rows, table)
+    from .models import check_models  # models:, train.init_model, predict.model (external model files)
+
+    check_models(config, rows)
     for row in rows:
         check_sample_files(row, config, table)
     return rows

@@ -294,7 +294,7 @@ def check_model_classes(model: keras.Model, classes: Sequence[str], where: str) 
         raise InputError(
             where,
             f"the model predicts {n_model} classes but config classes has {len(classes)} ({', '.join(classes)})",
-            f"use a model trained for these {len(classes)} classes (delete results/model/ to retrain) "
+            f"use a model trained for these {len(classes)} classes (delete results/models/<name>/ to retrain) "
             f"or set classes to the model's {n_model} class names",
         )
 

@@ -2,7 +2,7 @@
 
 Evaluation sets (names used in ``metrics.json``, ``table1.tsv`` and ``rhd.tsv``):
 
-* ``validation_patches`` - the validation patches of the training split (``results/model/split.json``)
+* ``validation_patches`` - the validation patches of the training split (``results/models/{model}/split.json`` of the segmenting model)
   that belong to the sample.  The annotated slices they come from are predicted whole with the same
   blended patch prediction as the volume (:func:`tomoflow.predict.predict_images`), then the patches are
   cut from the predicted label maps and compared with the annotation labels, patch by patch.
@@ -16,9 +16,11 @@ explicit counts of NaN/inf cases (:func:`tomoflow.metrics.summarize`).
 
 Modules: :mod:`~tomoflow.evaluation.patches` (patches and volumes scored), :mod:`~tomoflow.evaluation.tables`
 (Table 1, RHD table, ``metrics.json``), :mod:`~tomoflow.evaluation.figures`, :mod:`~tomoflow.evaluation.sample`
-(:func:`evaluate_sample`, the ``evaluate_segmentation`` rule's one call).
+(:func:`evaluate_sample`, the ``evaluate_segmentation`` rule's one call), :mod:`~tomoflow.evaluation.compare`
+(:func:`compare_models`: every model of a run side by side, rule ``compare_models``).
 """
 
+from .compare import ModelFiles, compare_models, comparison_figure, evaluation_set
 from .figures import ERROR_COLORS, error_maps_figure, rhd_figure
 from .patches import (
     cut_patches,
@@ -37,6 +39,10 @@ __all__ = [
     "EvaluationResult",
     "EvaluationSettings",
     "class_columns",
+    "ModelFiles",
+    "compare_models",
+    "comparison_figure",
+    "evaluation_set",
     "cut_patches",
     "error_maps_figure",
     "evaluate_sample",

@@ -20,32 +20,38 @@ log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- validation patches
-def validation_records(split: Mapping[str, Any], sample: str, where: str = "split.json") -> list[dict[str, int | str]]:
-    """The validation records of ``sample`` in a training split.
+def validation_records(split: Mapping[str, Any], sample: str | None, where: str = "split.json",
+                       key: str = "validation") -> list[dict[str, int | str]]:
+    """The validation (or ``key``: ``"test"``) records of ``sample`` in a training split.
 
     Parameters
     ----------
     split : mapping
         ``{"seed", "patch_size": [h, w], "train": [rec...], "validation": [rec...]}`` with
-        ``rec = {"sample", "index", "y0", "x0", "height", "width"}`` (px).
-    sample : str
+        ``rec = {"sample", "index", "y0", "x0", "height", "width"}`` (px); optionally ``"test": [rec...]``.
+    sample : str or None
+        None: the records of every sample.
     where : str
         File name for error messages.
+    key : {"validation", "test"}
+        Which list; a missing ``"test"`` list means no test set (empty result).
 
     Returns
     -------
     list of dict
         The records of this sample, in file order (empty when none).
     """
-    recs = split.get("validation") if isinstance(split, Mapping) else None
+    recs = split.get(key) if isinstance(split, Mapping) else None
+    if key == "test" and recs is None:
+        return []
     if not isinstance(recs, list):
-        raise InputError(where, "no 'validation' list of patch records", "re-run train_unet to write a complete split.json")
+        raise InputError(where, f"no '{key}' list of patch records", "re-run train_unet to write a complete split.json")
     keys = ("sample", "index", "y0", "x0", "height", "width")
     out: list[dict[str, int | str]] = []
     for k, r in enumerate(recs):
         if not isinstance(r, Mapping) or any(key not in r for key in keys):
-            raise InputError(where, f"validation record {k} lacks one of {list(keys)}", "re-run train_unet to write a complete split.json")
-        if r["sample"] == sample:
+            raise InputError(where, f"{key} record {k} lacks one of {list(keys)}", "re-run train_unet to write a complete split.json")
+        if sample is None or r["sample"] == sample:
             rec: dict[str, int | str] = {key: int(r[key]) for key in keys[1:]}
             out.append({"sample": str(r["sample"]), **rec})
     return out

@@ -134,7 +134,7 @@ def evaluate_sample(sample: str, classes: Sequence[str], settings: EvaluationSet
     pixel_size_nm : float, optional
         Voxel size (nm) where a file's header has none.
     split, images, labels, model : path, optional
-        ``results/model/split.json``, the sample's annotation images and labels ``(n, H, W)``, the model.
+        ``results/models/{model}/split.json``, the sample's annotation images and labels ``(n, H, W)``, the model.
     true_labels, segmentation : path, optional
         True and predicted label volumes ``(n_y, n_z, n_x)``.
 

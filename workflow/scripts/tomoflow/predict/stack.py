@@ -146,6 +146,7 @@ def predict_volume_slab(
     mode: str = "auto",
     memory_budget_mb: float = 2048.0,
     margin_px: int | None = None,
+    scale: float = 1.0,
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8] | None]:
     """Labels (and uint8 probabilities) of the slab ``[start, stop)`` of a volume.
 
@@ -167,6 +168,11 @@ def predict_volume_slab(
         See :func:`predict_chunks`.
     return_probabilities : bool
         Also return the probabilities scaled to uint8.
+    scale : float
+        Data pixel size / model pixel size (:func:`tomoflow.models.pixel_scale`).  Other than 1, every
+        slice ``(H, W)`` is resampled to ``round(H·scale) × round(W·scale)`` px (the model's pixel size),
+        predicted, and its probabilities resampled back to ``(H, W)`` linearly before the arg-max
+        (:mod:`tomoflow.predict.resample`).
 
     Returns
     -------
@@ -177,11 +183,28 @@ def predict_volume_slab(
     """
     labels: list[np.ndarray] = []
     probs: list[np.ndarray] = []
+    grid: list[tuple[int, int]] = []
+    src: SliceSource = source
+    if scale != 1.0:
+        from .resample import resample_slices, resampled_shape
+
+        def src(a: int, b: int) -> np.ndarray:
+            block = _read(source, a, b)
+            if not grid:
+                grid.append(block.shape[1:])
+                log.info("resampling %dx%d slices by %.4f to %dx%d px (the model's pixel size), probabilities back",
+                         *block.shape[1:], scale, *resampled_shape(block.shape[1:], scale))
+            return resample_slices(block, resampled_shape(block.shape[1:], scale))
+
     for _, _, p in predict_chunks(
-        model, source, start, stop, patch_size=patch_size, batch_size=batch_size, tta=tta,
+        model, src, start, stop, patch_size=patch_size, batch_size=batch_size, tta=tta,
         chunk_slices=chunk_slices, max_chunk_mb=max_chunk_mb, mode=mode, memory_budget_mb=memory_budget_mb,
         margin_px=margin_px,
     ):
+        if grid:
+            from .resample import resample_slices
+
+            p = resample_slices(p, grid[0])
         labels.append(np.argmax(p, axis=-1).astype(np.uint8))
         if return_probabilities:
             probs.append(probabilities_to_uint8(p))
@@ -219,10 +242,15 @@ def predict_slab_file(
     mode: str = "auto",
     memory_budget_mb: float = 2048.0,
     pixel_size_nm: float | None = None,
+    resample: str = "auto",
+    pixel_size_tolerance: float = 0.03,
 ) -> None:
     """Predict slab ``slab`` of ``n_slabs`` of a volume file and write its labels (rule ``predict_slab``).
 
-    The model is checked against ``classes`` before anything is predicted or written.
+    The model is checked against ``classes`` (names from its metadata, else the output layer) and its
+    pixel size against the volume's before anything is predicted or written
+    (:mod:`tomoflow.models`); beyond the tolerance the slices are resampled to the model's pixel size and
+    the probabilities back (``resample="auto"``) or the job is refused (``"never"``).
 
     Parameters
     ----------
@@ -242,23 +270,33 @@ def predict_slab_file(
         See :func:`predict_chunks` (``tta`` may be a config string such as ``"false"``).
     pixel_size_nm : float, optional
         Voxel size (nm) where the volume header has none.
+    resample, pixel_size_tolerance
+        ``predict.resample`` and ``predict.pixel_size_tolerance`` (:func:`tomoflow.models.pixel_scale`).
 
     Raises
     ------
     InputError
-        Model with another number of classes, an empty slab, unreadable files.
+        Model for other classes, pixel size mismatch with ``resample="never"``, an empty slab,
+        unreadable files.
     """
     from .. import io
-    from ..io.models import load_model  # imports Keras
+    from ..io.models import load_model, read_metadata  # imports Keras
+    from ..models import check_classes_metadata, pixel_scale
     from ..slabs import slab_ranges
-    from ..unet import check_model_classes
 
     n_slices = io.volume_shape(volume)[0]
     start, stop = slab_ranges(n_slices, int(n_slabs))[int(slab)]
     if stop <= start:
         raise InputError("predict.slabs", f"{n_slabs} slabs for a volume of {n_slices} slices leaves slab {slab} empty", f"set predict.slabs <= {n_slices}")
+    meta = read_metadata(model_path)
     model = load_model(model_path, compile=False)
-    check_model_classes(model, list(classes), str(model_path))
+    check_classes_metadata(meta, list(classes), str(model_path), n_outputs=int(tuple(model.output_shape)[-1]))
+    data_px = io.voxel_size_or(volume, io.read_slab(volume, start, start + 1)[1], pixel_size_nm or None)
+    model_px = None if meta is None else meta.get("pixel_size_nm")
+    scale = pixel_scale(model_px, data_px, tolerance=float(pixel_size_tolerance), resample=str(resample),
+                        where=str(model_path), what=f"volume {volume}")
+    if meta is not None and meta.get("patch_size"):
+        patch_size = [int(v) for v in meta["patch_size"]]  # blended patches of the model's training size
     probs_out = list(probability_outs)
     if probs_out and len(probs_out) != len(classes):
         raise InputError("predict.save_probabilities", f"{len(probs_out)} probability files for {len(classes)} classes", "declare one output per class")
@@ -272,9 +310,11 @@ def predict_slab_file(
     use_tta = _flag(tta, "predict.tta")
     log.info("slab %d: slices [%d, %d) of %d, model %s, mode %s, patch %s, batch %d, tta %s, budget %.0f MiB",
              slab, start, stop, n_slices, model_path, mode, list(patch_size), int(batch_size), use_tta, memory_budget_mb)
+    log.info("pixel size: volume %s nm, model %s nm -> scale %.4f", data_px, model_px, scale)
     labels, probs = predict_volume_slab(
         model, read, 0, stop - start, patch_size=tuple(int(v) for v in patch_size), batch_size=int(batch_size),
         tta=use_tta, return_probabilities=bool(probs_out), mode=str(mode), memory_budget_mb=float(memory_budget_mb),
+        scale=scale,
     )
     vs = io.voxel_size_or(volume, voxel[0] if voxel else None, pixel_size_nm or None)
     io.write_labels(labels_out, labels, vs)

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from ..errors import InputError
 from ..unet import focal_loss, metric_name
-from .loop import train_unet
+from .loop import log, train_unet
 from .settings import TrainResult, settings_from_params
 
 
@@ -104,7 +104,13 @@ def train_from_files(
         ``normalization`` (JSON).
     params : mapping
         ``samples``, ``classes``, ``patch_size``, ``val_fraction`` and the keys of
-        :func:`settings_from_params`.
+        :func:`settings_from_params` (the model's effective settings: ``train`` with the overrides of
+        its ``models:`` entry); optional ``model`` (the configuration name, recorded in the metadata) and
+        ``init_model`` (a ``.keras`` path to fine-tune from, checked by
+        :func:`tomoflow.models.check_architecture`).
+
+    The model file carries its metadata (:func:`tomoflow.models.build_metadata`: classes, pixel size of
+    the training images, normalisation, patch, depth, filters, focal γ/α, tomoflow version, sources).
 
     Returns
     -------
@@ -113,7 +119,8 @@ def train_from_files(
     """
     from .. import io
     from ..annotations import make_split, split_records
-    from ..io.models import save_model
+    from ..io.models import load_model, read_metadata, save_model
+    from ..models import build_metadata, check_architecture
 
     classes = list(params["classes"])
     settings = settings_from_params(params, len(classes))
@@ -122,17 +129,37 @@ def train_from_files(
     if not (len(samples) == len(image_paths) == len(label_paths)):
         raise InputError("train.samples", f"{len(samples)} samples but {len(image_paths)} image and "
                          f"{len(label_paths)} label stacks", "give one annotation stack pair per sample")
-    images, labels = {}, {}
+    images, labels, pixel = {}, {}, {}
     for s, im_path, lab_path in zip(samples, image_paths, label_paths):
-        images[s] = io.read_volume(im_path)[0].astype(np.float32)
+        data, vs = io.read_volume(im_path)
+        images[s], pixel[s] = data.astype(np.float32), vs
         labels[s] = io.read_labels(lab_path, len(classes))[0]
+    init = None
+    if settings.init_model:
+        meta = read_metadata(settings.init_model)
+        check_architecture(meta, depth=settings.depth, base_filters=settings.base_filters, classes=classes,
+                           where=settings.init_model)
+        init = load_model(settings.init_model, compile=False)
     split = make_split({s: a.shape for s, a in images.items()}, patch, float(params["val_fraction"]),
                        int(params["seed"]))
     ti, tl = split_records(images, split["train"]), split_records(labels, split["train"])
     vi, vl = split_records(images, split["validation"]), split_records(labels, split["validation"])
-    res = train_unet(ti, tl, vi, vl, classes, settings)
+    res = train_unet(ti, tl, vi, vl, classes, settings, init=init)
     export_model(res.model, res.alpha, settings.focal_gamma, settings.learning_rate)
-    save_model(res.model, outputs["model"])
+    known = [float(v) for v in pixel.values() if v is not None]
+    if known and max(known) > 1.03 * min(known):
+        log.warning("training samples have different pixel sizes %s nm; the model records their median", pixel)
+    meta = build_metadata(
+        classes=classes, pixel_size_nm=float(np.median(known)) if known else None, normalization=res.normalization,
+        patch_size=patch, depth=settings.depth, base_filters=settings.base_filters, focal_gamma=settings.focal_gamma,
+        focal_alpha=res.alpha.tolist(),
+        sources={"samples": samples, "images": list(map(str, image_paths)), "labels": list(map(str, label_paths)),
+                 "pixel_size_nm": pixel},
+        model=str(params.get("model", "")), init_model=settings.init_model,
+        freeze_encoder_epochs=settings.freeze_encoder_epochs if settings.init_model else 0, best_epoch=res.best_epoch,
+        epochs=settings.epochs, seed=settings.seed,
+    )
+    save_model(res.model, outputs["model"], meta)
     io.write_tsv(outputs["history"], res.history)
     io.save_figure(training_curves_figure(res.history, classes, res.best_epoch), outputs["curves"])
     best = res.history.iloc[res.best_epoch - 1]

@@ -62,6 +62,10 @@ class TrainSettings:
     augment : AugmentSettings
     alpha_power : float
         Exponent of the inverse class frequency for ``class_weights="auto"``.
+    init_model : str
+        ``.keras`` file whose weights start the training (fine-tuning; ``""``: random He-normal start).
+    freeze_encoder_epochs : int
+        With ``init_model``: the encoder (down path) is frozen for the first this many epochs.
     """
 
     depth: int = 6
@@ -75,6 +79,8 @@ class TrainSettings:
     seed: int = 42
     augment: AugmentSettings = field(default_factory=AugmentSettings)
     alpha_power: float = 0.25
+    init_model: str = ""
+    freeze_encoder_epochs: int = 0
 
 
 @dataclass
@@ -118,7 +124,8 @@ def settings_from_params(params: Mapping[str, Any], n_classes: int) -> TrainSett
     params : mapping
         Keys ``depth, base_filters, epochs, batch_size, learning_rate, focal_gamma, class_weights,
         monitor, seed, augment`` (``augment``: ``rotation_deg, flip, zoom, shear_deg``) and
-        ``patch_size`` (checked against the depth).
+        ``patch_size`` (checked against the depth); optional ``init_model`` (a resolved ``.keras`` path or
+        ``""``) and ``freeze_encoder_epochs``.
     n_classes : int
         Number of configured classes (checked against explicit class weights).
 
@@ -148,4 +155,6 @@ def settings_from_params(params: Mapping[str, Any], n_classes: int) -> TrainSett
         seed=int(params["seed"]),
         augment=AugmentSettings(float(aug["rotation_deg"]), bool(aug["flip"]), float(aug["zoom"]),
                                 float(aug["shear_deg"])),
+        init_model=str(params.get("init_model") or ""),
+        freeze_encoder_epochs=int(params.get("freeze_encoder_epochs") or 0),
     )
