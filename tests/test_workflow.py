@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from tomoflow import io
+from tomoflow.io.models import read_metadata
 from workflow_utils import TINY, make_workdir, planned_jobs, snakemake, workflow_env
 
 STAGE_RULES = {
@@ -216,6 +218,26 @@ def test_changing_a_prediction_setting_reruns_only_prediction_and_downstream(tin
     # and nothing at all is planned when nothing changed
     again = snakemake(tiny_run, "-n", "--cores", "2", "--configfile", TINY, check=True)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_changing_one_named_model_reruns_only_that_model_and_the_comparison(tiny_run):
+    """tiny.yaml trains `focal` (segments the samples) and `ce`: a change to `models.ce` touches neither
+    the segmentation nor `focal`; the comparison reads the two models side by side."""
+    (tiny_run / "ce.yaml").write_text("models:\n  ce:\n    focal_gamma: 0.5\n")
+    proc = snakemake(tiny_run, "-n", "--cores", "2", "--configfile", TINY, "ce.yaml", check=True)
+    jobs = planned_jobs(proc.stdout)
+    assert set(jobs) - {"all"} == {"train_unet", "compare_models"} and jobs["train_unet"] == 1, jobs
+    assert "results/models/ce/unet.keras" in proc.stdout and "results/models/focal/unet.keras" not in proc.stdout.split("rule compare_models")[0]
+    table = io.read_tsv(tiny_run / "results/models/comparison.tsv")
+    assert list(table["model"]) == ["focal", "ce"] and set(table["evaluated_on"]) == {"validation (no test set)"}
+    for name in ("focal", "ce"):
+        meta = read_metadata(tiny_run / f"results/models/{name}/unet.keras")
+        assert meta["model"] == name and meta["classes"] == ["background", "support", "particles"]
+        assert meta["pixel_size_nm"] == pytest.approx(0.4) and meta["patch_size"] == [64, 64]
+    assert read_metadata(tiny_run / "results/models/ce/unet.keras")["focal_gamma"] == 0.0
+    prov = io.read_json(tiny_run / "results/demo/provenance.json")
+    assert "results/models/focal/unet.keras" in json.dumps(prov)
 
 
 @pytest.mark.slow

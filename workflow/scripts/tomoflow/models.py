@@ -241,19 +241,22 @@ def segment_model(config: Mapping[str, Any]) -> tuple[str | None, str | None]:
 
 
 def _sample_pixel_size(row: Any, config: Mapping[str, Any]) -> float | None:
-    """A sample's pixel size (nm) as known at start-up: table cell, synthetic config, or the tilt-series header."""
+    """A sample's pixel size (nm) as known at start-up: a calibrated tilt-series header wins, else the
+    table's ``pixel_size_nm`` (as in alignment); ``synthetic.pixel_size_nm`` for the built-in data."""
     cells = row.cells
-    if cells.get("pixel_size_nm"):
-        return float(cells["pixel_size_nm"])
     path = str(cells.get("tilt_series", ""))
     if path.replace("\\", "/").startswith("results/synthetic/"):
         return float(config["synthetic"]["pixel_size_nm"])
+    header = None
     try:
         from .io.probe import probe_stack
 
-        return probe_stack(path, "tilt series").voxel_size_nm
+        header = probe_stack(path, "tilt series").voxel_size_nm
     except (InputError, OSError):
-        return None
+        pass
+    if header is not None:
+        return float(header)
+    return float(cells["pixel_size_nm"]) if cells.get("pixel_size_nm") else None
 
 
 def check_models(config: Mapping[str, Any], rows: Sequence[Any] = ()) -> None:

@@ -97,4 +97,17 @@ def provenance(
         "sample_table_row": dict(sample_row),
         "inputs": {name: {"path": str(p), "sha256": sha256(p)} for name, p in inputs.items() if p and Path(p).is_file()},
         "outputs": {str(p): sha256(p) for p in outputs if Path(p).is_file()},
+        "model": model_record(config, inputs.get("model")),
     }
+
+
+def model_record(config: Mapping[str, Any], path: str | Path | None) -> dict[str, Any] | None:
+    """Which model segmented the sample: name in ``models:`` (None for an external file), path, sha256 and
+    the metadata stored in the file (:func:`tomoflow.io.models.read_metadata`); None when none did."""
+    if not path or not Path(path).is_file():
+        return None
+    from .io.models import read_metadata
+    from .models import segment_model
+
+    name = segment_model(config)[0] if "models" in config and "predict" in config else None
+    return {"name": name, "path": str(path), "sha256": sha256(path), "metadata": read_metadata(path)}

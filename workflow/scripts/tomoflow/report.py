@@ -80,7 +80,7 @@ def describe_run(config: Mapping[str, Any], samples: Sequence[str]) -> dict[str,
     Returns
     -------
     dict
-        ``samples``, ``reconstruction``, ``segmentation``, ``quantification`` descriptions.
+        ``samples``, ``reconstruction``, ``segmentation``, ``models``, ``quantification`` descriptions.
     """
 
     def c(section: str, key: str) -> Any:
@@ -95,9 +95,25 @@ def describe_run(config: Mapping[str, Any], samples: Sequence[str]) -> dict[str,
                           f"({c('recon', 'backend')}, {c('recon', 'slabs')} slabs)",
         "segmentation": f"U-Net depth {c('train', 'depth')}, {c('train', 'base_filters')} base filters, "
                         f"{c('train', 'epochs')} epochs, trained on {trained}",
+        "models": _describe_models(config),
         "quantification": f"particles of at least {c('quantify', 'min_particle_diameter_nm')} nm equivalent diameter; "
                           f"specks {'removed' if c('quantify', 'remove_specks') is True else 'kept'}",
     }
+
+
+def _describe_models(config: Mapping[str, Any]) -> str:
+    """The named models of the run (with their overrides) and which one segments the samples."""
+    models = config.get("models")
+    predict = config.get("predict")
+    if not isinstance(models, Mapping) or not isinstance(predict, Mapping) or not isinstance(config.get("train"), Mapping):
+        return "?"
+    from .models import segment_model
+
+    name, path = segment_model(config)
+    listed = "; ".join(f"{m}" + (f" ({', '.join(f'{k}={v}' for k, v in dict(o).items())})" if o else "")
+                       for m, o in models.items())
+    who = f"model {name} ({path})" if name else (f"external model {path}" if path else "none (no model)")
+    return f"{listed}; segmenting: {who}" + ("; compared in results/models/comparison.tsv" if config["train"].get("samples") else "")
 
 
 def _get(d: Mapping[str, Any] | None, *keys: str) -> Any:
