@@ -235,7 +235,7 @@ def _config(**over):
     cfg = {
         "classes": CLASSES,
         "synthetic": {"pixel_size_nm": 0.4},
-        "train": {"samples": ["demo"], "seed": 42, "depth": 2, "base_filters": 2, "focal_gamma": 1.0, "class_weights": "auto",
+        "train": {"samples": ["demo"], "seed": 42, "depth": 2, "patch_size": [32, 32], "base_filters": 2, "focal_gamma": 1.0, "class_weights": "auto",
                   "augment": {"rotation_deg": 15.0, "flip": True, "zoom": 0.1, "shear_deg": 5.0}, "init_model": "",
                   "freeze_encoder_epochs": 0},
         "models": {"focal": {}, "ce": {"focal_gamma": 0, "class_weights": [1, 1, 1], "augment": {"zoom": 0.0}}},
@@ -264,6 +264,8 @@ def test_model_settings_merge_train_and_overrides():
     ({"models": {"a": {"init_model": "models/b"}, "b": {"init_model": "models/a"}}}, "would start from itself (a -> b -> a)"),
     ({"models": {"a": {"init_model": "models/zz"}}}, "'models/zz' names no model of this run"),
     ({"predict": {"model": "focal"}, "train": {"samples": []}}, "train.samples is empty"),
+    ({"models": {"big": {"patch_size": [48, 48], "depth": 6}}}, "models.big`: patch_size [48, 48] is not divisible by 2^(depth−1) = 32"),
+    ({"models": {"cw": {"class_weights": [1, 1]}}}, "2 weights for 3 classes"),
 ])
 def test_check_models_refuses_bad_references(over, expect):
     with pytest.raises(InputError) as e:
@@ -332,3 +334,54 @@ def test_bad_model_configuration_stops_before_any_job_with_one_line(wd, config, 
 def test_pixel_size_mismatch_with_resample_auto_passes_start_up(wd):
     proc = _cli(wd, "predict={'model': 'ext_px.keras'}", dry=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+# --------------------------------------------------------------------------- comparison
+def test_compare_models_scores_the_test_patches_of_each_model(tmp_path):
+    import pandas as pd
+
+    from tomoflow.evaluation import ModelFiles, compare_models, comparison_figure
+    from tomoflow.predict import predict_images
+    from tomoflow.unet import dice_per_class
+
+    rng = np.random.default_rng(4)
+    im, lab = _patches(n=2, size=64, seed=3)
+    io.write_volume(tmp_path / "images.tif", im, 0.4)
+    io.write_labels(tmp_path / "labels.tif", lab, 0.4)
+    rec = lambda i, y, x: {"sample": "demo", "index": i, "y0": y, "x0": x, "height": 32, "width": 32}  # noqa: E731
+    split = {"seed": 1, "patch_size": [32, 32], "train": [rec(0, 0, 0)], "validation": [rec(0, 32, 32)],
+             "test": [rec(1, 0, 0), rec(1, 0, 32), rec(1, 32, 0)]}
+    files = []
+    for k, name in enumerate(["focal", "ce"]):
+        d = tmp_path / name
+        d.mkdir()
+        model = _small_model(seed=k, mean=0.3, var=0.5)
+        save_model(model, d / "unet.keras", _meta(model=name))
+        io.write_json(d / "split.json", split)
+        hist = pd.DataFrame({"epoch": [1, 2, 3], "loss": [1.0, 0.8, 0.7], "val_loss": [0.9, 0.5 + k, 0.6],
+                             **{f"val_dsc_{c}": rng.uniform(size=3) for c in CLASSES}})
+        io.write_tsv(d / "history.tsv", hist)
+        io.write_json(d / "class_weights.json", {"best_epoch": 2, "monitor": "val_loss"})
+        files.append(ModelFiles(name, d / "unet.keras", d / "history.tsv", d / "class_weights.json", d / "split.json"))
+    table = compare_models(files, ["demo"], [tmp_path / "images.tif"], [tmp_path / "labels.tif"], CLASSES, batch_size=2)
+    assert list(table["model"]) == ["focal", "ce"] and list(table["evaluated_on"]) == ["test", "test"]
+    assert list(table["n_patches"]) == [3, 3] and list(table["best_epoch"]) == [2, 2]
+    assert table["val_loss_best"].tolist() == [0.5, 1.5] and table["val_loss_min"].tolist() == [0.5, 0.6]
+    for k, f in enumerate(files):
+        model = keras.saving.load_model(f.model, compile=False)
+        pred = np.argmax(predict_images(model, im[1:2], patch_size=(32, 32), batch_size=2)[0], axis=-1)
+        cuts = [(0, 0), (0, 32), (32, 0)]
+        d = np.array([dice_per_class(lab[1, y:y + 32, x:x + 32], pred[y:y + 32, x:x + 32], 3) for y, x in cuts])
+        present = np.array([[((lab[1, y:y + 32, x:x + 32] == c) | (pred[y:y + 32, x:x + 32] == c)).any() for c in range(3)] for y, x in cuts])
+        for c, name in enumerate(CLASSES):
+            used = d[present[:, c], c]
+            assert table[f"n_nan_{name}"][k] == int((~present[:, c]).sum())
+            if used.size:
+                assert table[f"dsc_mean_{name}"][k] == pytest.approx(used.mean(), abs=1e-9)
+    del split["test"]  # no test set: the validation patches, said so in the table
+    for f in files:
+        io.write_json(f.split, split)
+    table = compare_models(files, ["demo"], [tmp_path / "images.tif"], [tmp_path / "labels.tif"], CLASSES, batch_size=2)
+    assert set(table["evaluated_on"]) == {"validation (no test set)"} and list(table["n_patches"]) == [1, 1]
+    fig = comparison_figure(table, {f.name: io.read_tsv(f.history) for f in files}, CLASSES)
+    assert len(fig.axes) == 2

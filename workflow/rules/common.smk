@@ -59,6 +59,8 @@ MODELS = list(config["models"])
 #: (None, None) when nothing is segmented (train.samples empty and no external predict.model).
 SEGMENT_MODEL_NAME, SEGMENT_MODEL = _models.segment_model(config)
 SEGMENTED = SEGMENT_MODEL is not None
+#: Patch size of the segmenting model (its effective train.patch_size; an external model's metadata wins in the job).
+SEGMENT_PATCH = _models.model_settings(config, SEGMENT_MODEL_NAME)["patch_size"] if SEGMENT_MODEL_NAME else config["train"]["patch_size"]
 MODEL_CONSTRAINT = "|".join(re.escape(m) for m in MODELS)
 
 

@@ -19,7 +19,7 @@ rule evaluate_segmentation:
     params:
         classes=config["classes"],
         percentiles=config["evaluate"]["percentiles"],
-        patch_size=config["train"]["patch_size"],
+        patch_size=SEGMENT_PATCH,
         batch_size=config["predict"]["batch_size"],
         tta=config["predict"]["tta"],
         pixel_size_nm=sample_float("pixel_size_nm"),

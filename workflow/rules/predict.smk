@@ -29,7 +29,7 @@ rule predict_slab:
         mode=config["predict"]["mode"],
         batch_size=config["predict"]["batch_size"],
         tta=config["predict"]["tta"],
-        patch_size=config["train"]["patch_size"],  # where the model has no metadata (else its training patch)
+        patch_size=SEGMENT_PATCH,  # where the model has no metadata (else its training patch)
         classes=CLASSES,
         resample=config["predict"]["resample"],
         pixel_size_tolerance=config["predict"]["pixel_size_tolerance"],

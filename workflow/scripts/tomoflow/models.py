@@ -282,6 +282,16 @@ def check_models(config: Mapping[str, Any], rows: Sequence[Any] = ()) -> None:
     names = list(config["models"])
     classes = [str(c) for c in config["classes"]]
     trained = bool(config["train"]["samples"])
+    for name in names:  # overrides obey train's cross-key constraints
+        eff = model_settings(config, name)
+        f = 2 ** (int(eff["depth"]) - 1)
+        if any(int(v) % f for v in eff["patch_size"]):
+            raise InputError(f"config key `models.{name}`", f"patch_size {list(eff['patch_size'])} is not divisible by "
+                             f"2^(depth−1) = {f} (depth {eff['depth']})", f"use multiples of {f} or a smaller depth for this model")
+        w = eff["class_weights"]
+        if not isinstance(w, str) and len(w) != len(classes):
+            raise InputError(f"config key `models.{name}.class_weights`", f"{len(w)} weights for {len(classes)} classes {classes}",
+                             "give one weight per class, in the order of `classes`, or `auto`")
     if trained:
         for name in names:
             seen = [name]
