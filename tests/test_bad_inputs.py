@@ -365,7 +365,7 @@ def test_good_user_annotations_pass_start_up(base):
     case = Case(make=_user_annotations(phantom(4, 64, 64), np.ones((4, 64, 64), np.uint8)), rows=ANN_ROW, config=TRAIN_S1)
     _, proc = _run(base, "good_ann", case, dry=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert planned_jobs(proc.stdout).get("train_unet") == 1
+    assert planned_jobs(proc.stdout).get("train_unet") == 2  # tiny.yaml trains two models (focal, ce)
 
 
 def test_documented_nested_config_override_is_typed(base):
