@@ -331,6 +331,16 @@ def test_bad_model_configuration_stops_before_any_job_with_one_line(wd, config, 
         assert part in lines[0], (part, lines[0])
 
 
+def test_models_given_on_the_command_line_are_typed():
+    from tomoflow.config_schema import coerce_value
+    from tomoflow.io.probe import read_schema
+    from workflow_utils import REPO
+
+    schema = read_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
+    got = coerce_value({"models": {"ce": {"focal_gamma": "0", "class_weights": "[1, 1, 1]", "augment": {"flip": "false"}}}}, schema)
+    assert got["models"]["ce"] == {"focal_gamma": 0, "class_weights": [1, 1, 1], "augment": {"flip": False}}
+
+
 def test_pixel_size_mismatch_with_resample_auto_passes_start_up(wd):
     proc = _cli(wd, "predict={'model': 'ext_px.keras'}", dry=True)
     assert proc.returncode == 0, proc.stderr[-3000:]

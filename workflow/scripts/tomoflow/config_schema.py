@@ -79,7 +79,9 @@ def coerce_value(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any] 
         return [coerce_value(v, schema["items"], root) for v in value]
     if isinstance(value, dict) and kind == "object":
         props = schema.get("properties", {})
-        return {k: coerce_value(v, props[k], root) if k in props else v for k, v in value.items()}
+        extra = schema.get("additionalProperties")  # e.g. `models:` entries (name -> overrides)
+        return {k: coerce_value(v, props[k], root) if k in props else
+                (coerce_value(v, extra, root) if isinstance(extra, Mapping) else v) for k, v in value.items()}
     return value
 
 
