@@ -306,6 +306,16 @@ def test_external_model_segments_without_training(wd):
     assert "train_unet" not in jobs and jobs["predict_slab"] == 2 and "quantify" in jobs, jobs
 
 
+def test_fine_tuning_from_a_model_of_the_run_waits_for_it(wd):
+    proc = _cli(wd, "models={'ft': {'init_model': 'models/focal', 'freeze_encoder_epochs': 1}}", dry=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert planned_jobs(proc.stdout)["train_unet"] == 3  # focal, ce (tiny.yaml) and ft
+    ft = proc.stdout[proc.stdout.index("output: results/models/ft/unet.keras") - 400:]
+    assert "results/models/focal/unet.keras" in ft.split("output:")[0]  # focal's model is an input of ft's job
+    proc = _cli(wd, "models={'ft': {'init_model': 'ext_ok.keras', 'depth': 5}}", dry=True)
+    assert proc.returncode != 0 and "network differs: depth 6 (configured 5)" in proc.stderr
+
+
 @pytest.mark.parametrize("config,expect", [
     (["predict={'model': 'ext_classes.keras'}"], ("predict.model", "ext_classes.keras", "trained for classes ['background', 'pores', 'pt']")),
     (["predict={'model': 'ext_px.keras', 'resample': 'never'}"], ("predict.model", "ext_px.keras", "0.8 nm/px", "0.4 nm/px", "predict.resample: auto")),
