@@ -102,7 +102,8 @@ def describe_run(config: Mapping[str, Any], samples: Sequence[str]) -> dict[str,
 
 
 def _describe_models(config: Mapping[str, Any]) -> str:
-    """The named models of the run (with their overrides) and which one segments the samples."""
+    """The named models of the run and which one segments the samples (their settings are in the config
+    section of the report and in each model's metadata)."""
     models = config.get("models")
     predict = config.get("predict")
     if not isinstance(models, Mapping) or not isinstance(predict, Mapping) or not isinstance(config.get("train"), Mapping):
@@ -110,8 +111,7 @@ def _describe_models(config: Mapping[str, Any]) -> str:
     from .models import segment_model
 
     name, path = segment_model(config)
-    listed = "; ".join(f"{m}" + (f" ({', '.join(f'{k}={v}' for k, v in dict(o).items())})" if o else "")
-                       for m, o in models.items())
+    listed = ", ".join(map(str, models))  # names only: a model's hyper-parameters do not rerun the summary
     who = f"model {name} ({path})" if name else (f"external model {path}" if path else "none (no model)")
     return f"{listed}; segmenting: {who}" + ("; compared in results/models/comparison.tsv" if config["train"].get("samples") else "")
 
