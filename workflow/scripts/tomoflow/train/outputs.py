@@ -91,6 +91,7 @@ def train_from_files(
     label_paths: Sequence[str],
     outputs: Mapping[str, str],
     params: Mapping[str, Any],
+    split_path: str | None = None,
 ) -> TrainResult:
     """Train the U-Net on annotation stacks and write the model and its records (rule ``train_unet``).
 
@@ -105,6 +106,9 @@ def train_from_files(
     params : mapping
         ``samples``, ``classes``, ``patch_size``, ``val_fraction`` and the keys of
         :func:`settings_from_params`.
+    split_path : str, optional
+        ``results/training/split.json`` (:func:`tomoflow.annotations.make_grouped_split`; its ``train`` and
+        ``validation`` records are used, ``test`` is held out); without it, :func:`tomoflow.annotations.make_split`.
 
     Returns
     -------
@@ -126,8 +130,11 @@ def train_from_files(
     for s, im_path, lab_path in zip(samples, image_paths, label_paths):
         images[s] = io.read_volume(im_path)[0].astype(np.float32)
         labels[s] = io.read_labels(lab_path, len(classes))[0]
-    split = make_split({s: a.shape for s, a in images.items()}, patch, float(params["val_fraction"]),
-                       int(params["seed"]))
+    if split_path is not None:  # the shared split of rule split_annotations (train/validation/test)
+        split = io.read_json(split_path)
+    else:
+        split = make_split({s: a.shape for s, a in images.items()}, patch, float(params["val_fraction"]),
+                           int(params["seed"]))
     ti, tl = split_records(images, split["train"]), split_records(labels, split["train"])
     vi, vl = split_records(images, split["validation"]), split_records(labels, split["validation"])
     res = train_unet(ti, tl, vi, vl, classes, settings)
