@@ -5,13 +5,7 @@
 # The painted {sample}_zNNNN_labels.tif come back through the sample table's annotation_labels column
 # (annotation_images empty): extract_annotations then reads the images from the *current* volume at
 # those indices (train.smk), and refuses labels whose index or shape no longer fits it.
-
-
-def annotate_model(wildcards):
-    """The model whose uncertainty ranks the slices (entropy strategy only)."""
-    if config["annotations"]["export_strategy"] == "entropy":
-        return {"model": "results/model/unet.keras"}
-    return {}
+# The model used by the entropy strategy comes from annotate_model() in common.smk.
 
 
 rule export_annotations:

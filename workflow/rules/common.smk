@@ -221,3 +221,11 @@ def all_targets():
         targets += final_outputs(s)
         targets.append(f"results/{s}/provenance.json")
     return targets
+
+
+def annotate_model(wildcards):
+    """Rule export_annotations: the model whose uncertainty ranks the slices (entropy strategy only).
+    The one place that names the model for the annotation export."""
+    if config["annotations"]["export_strategy"] == "entropy":
+        return {"model": "results/model/unet.keras"}
+    return {}
