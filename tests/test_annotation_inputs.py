@@ -21,7 +21,7 @@ from workflow_utils import planned_jobs
 
 # good_series: 12 tilts of 24 rows x 32 columns, thickness_px 32 -> the volume is 24 slices of 32 x 32
 RT_ROW = [row(lab="data/rt")]
-TRAIN_RT = ['train={"samples": ["s1"]}']
+TRAIN_RT = ['train={"samples": ["s1"], "patch_size": [32, 32]}']
 TABLE_HEADER = "name\timages\tlabels\tpixel_size_nm\n"
 
 
@@ -66,13 +66,13 @@ CASES: dict[str, Case] = {
         make=lambda d: (_round_trip_labels()(d), tifffile.imwrite(d / "rt" / "s1_z0005_labels.tif", np.full((32, 32), 7, np.uint8))),
         rows=RT_ROW, config=TRAIN_RT, expect=("s1_z0005_labels.tif", "outside")),
     "split_unknown_validation_source": Case(
-        make=_round_trip_labels(), rows=RT_ROW, config=['train={"samples": ["s1"], "validation": ["nosuch"]}'],
+        make=_round_trip_labels(), rows=RT_ROW, config=['train={"samples": ["s1"], "patch_size": [32, 32], "validation": ["nosuch"]}'],
         expect=("train.validation", "'nosuch' names no training source")),
     "split_validation_and_test_overlap": Case(
-        make=_round_trip_labels(), rows=RT_ROW, config=['train={"samples": ["s1"], "validation": ["s1:3"], "test": ["s1"]}'],
+        make=_round_trip_labels(), rows=RT_ROW, config=['train={"samples": ["s1"], "patch_size": [32, 32], "validation": ["s1:3"], "test": ["s1"]}'],
         expect=("train.validation", "both train.validation and train.test")),
     "split_bad_selector_syntax": Case(
-        make=_round_trip_labels(), rows=RT_ROW, config=['train={"samples": ["s1"], "test": ["s1:three"]}'],
+        make=_round_trip_labels(), rows=RT_ROW, config=['train={"samples": ["s1"], "patch_size": [32, 32], "test": ["s1:three"]}'],
         expect=("train", "test")),
     "annotation_table_missing_column": Case(
         make=_annotation_set("name\timages\ncolleague\tdata/set_img.tif\n"), config=ANN,
@@ -107,7 +107,7 @@ def test_round_trip_labels_and_annotation_table_plan_training(base):  # noqa: F8
     """Good round-trip labels pass start-up and plan extract -> split -> train; an annotation table alone
     (train.samples: []) trains too, and the samples are still aligned, reconstructed and segmented."""
     _, proc = _run(base, "annot_good_rt", Case(make=_round_trip_labels(), rows=RT_ROW,
-                                               config=['train={"samples": ["s1"], "validation": ["s1:10"]}']), dry=True)
+                                               config=['train={"samples": ["s1"], "patch_size": [32, 32], "validation": ["s1:10"]}']), dry=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     jobs = planned_jobs(proc.stdout)
     assert jobs.get("extract_annotations") == 1 and jobs.get("split_annotations") == 1 and jobs.get("train_unet") == 1, jobs

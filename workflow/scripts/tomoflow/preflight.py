@@ -446,11 +446,10 @@ def check_indexed_labels(row: SampleRow, geo: Geometry, config: Mapping[str, Any
     folder = row.cells["annotation_labels"]
     where = _cell_where(table, row, "annotation_labels")
     _exists(folder, where)
-    files = preflight_indexed_labels(folder, row.name, geo.volume_shape,
-                                     f"the volume of sample {row.name!r} ({table} line {row.line}: slices × thickness_px × width)")
+    preflight_indexed_labels(folder, row.name, geo.volume_shape,
+                             f"the volume of sample {row.name!r} ({table} line {row.line}: slices × thickness_px × width)",
+                             classes=[str(c) for c in config["classes"]])
     _check_patch(config, (geo.thickness, geo.n_det), f"sample {row.name!r} (volume slices thickness × width)")
-    for f, _ in files:
-        check_labels_file(f, f, (1, geo.thickness, geo.n_det), config, None, "")
 
 
 # --------------------------------------------------------------------------- annotation-only training data

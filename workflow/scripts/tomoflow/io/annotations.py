@@ -290,14 +290,19 @@ def indexed_label_files(folder: PathLike, sample: str) -> list[tuple[str, int]]:
     return out
 
 
-def preflight_indexed_labels(folder: PathLike, sample: str, volume_shape: tuple[int, int, int], volume: str) -> list[tuple[str, int]]:
-    """Start-up check of round-trip labels from names and TIFF headers: index and shape vs the volume's geometry.
+def preflight_indexed_labels(folder: PathLike, sample: str, volume_shape: tuple[int, int, int], volume: str,
+                             classes: list[str] | None = None) -> list[tuple[str, int]]:
+    """Start-up check of round-trip labels from names and TIFF headers: index and shape vs the volume's geometry;
+    with ``classes``, also every label value (each file is one slice, so it is read whole).
 
     Raises
     ------
     InputError
-        As :func:`tomoflow.annotations.check_label_fit`; colour/multi-slice label files.
+        As :func:`tomoflow.annotations.check_label_fit`; colour/multi-slice label files; label values outside
+        the classes (:func:`tomoflow.annotations.check_label_values`).
     """
+    from ..annotations import check_label_values
+
     files = indexed_label_files(folder, sample)
     shapes = []
     for f, i in files:
@@ -305,6 +310,9 @@ def preflight_indexed_labels(folder: PathLike, sample: str, volume_shape: tuple[
         _check_one_slice(f, n)
         shapes.append((f, i, (h, w)))
     check_label_fit(shapes, volume_shape, volume)
+    if classes is not None:
+        for f, _ in files:
+            check_label_values(read_annotation_tiff(f, "label")[0], classes, f)
     return files
 
 
