@@ -83,6 +83,8 @@ CASES: dict[str, Case] = {
     "annotation_table_label_values": Case(
         make=_annotation_set(GOOD_TABLE, labels_value=9), config=ANN,
         expect=("set_lab.tif", "column `labels` of data/ann.tsv line 2")),
+    "annotation_table_not_found": Case(make=good_series, config=['train={"samples": []}', 'annotations={"table": "data/none.tsv"}'],
+                                       expect=("annotations.table", "data/none.tsv not found")),
     "annotation_table_file_missing": Case(
         make=_annotation_set(TABLE_HEADER + "colleague\tdata/nope.tif\tdata/set_lab.tif\t\n"), config=ANN,
         expect=("data/nope.tif", "not found")),

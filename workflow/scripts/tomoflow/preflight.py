@@ -465,6 +465,9 @@ def read_annotation_table(path: str, schema: Mapping[str, Any], sample_names: Se
     from .io.probe import read_table_rows
 
     columns = list(schema["properties"])
+    if not Path(path).is_file():
+        raise InputError("config key `annotations.table`", f"{path} not found",
+                         "give the path of a tab-separated annotation table (relative to the working directory), or \"\"")
     header, rows = read_table_rows(path, "annotation table")
     unknown = [c for c in header if c not in columns]
     if unknown:
