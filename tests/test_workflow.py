@@ -325,3 +325,100 @@ def test_tiny_config_through_slurm_equals_the_local_run(tiny_run, slurm_cluster,
         a, _ = io.read_volume(tiny_run / rel)
         b, _ = io.read_volume(root / rel)
         np.testing.assert_array_equal(a, b, err_msg=rel)
+
+
+# --------------------------------------------------------------------------- annotation round trip (issue 14)
+@pytest.fixture(scope="module")
+def annotated_run(tiny_run, tmp_path_factory) -> Path:
+    """A copy of the tiny run (results and Snakemake's records) for the annotation round trip."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("annot")
+    shutil.copytree(tiny_run, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("report.zip", "tta.yaml"))
+    return root
+
+
+@pytest.mark.slow
+def test_annotation_round_trip_export_label_train_predict(annotated_run):
+    """`snakemake annotate` exports evenly spread slices; labels painted on them (here: the synthetic truth at the
+    exported indices) train the model with the images read from the current volume; the model segments the
+    volume; a geometry change (thickness_px) then refuses the labels at start-up."""
+    root = annotated_run
+    snakemake(root, "annotate", "--cores", "2", "--configfile", TINY, check=True, timeout=600)
+    out = root / "results/demo/to_annotate"
+    sel = io.read_json(out / "selection.json")
+    vol, _ = io.read_volume(root / "results/demo/volume.mrc")
+    n = vol.shape[0]  # 16 slices; 10 evenly spread over [2, 14) (export_exclude_edges 2)
+    assert sel["strategy"] == "even" and sel["volume_shape"] == list(vol.shape)
+    assert sel["indices"] == [2 + int((k + 0.5) * (n - 4) / 10) for k in range(10)]
+    for i in sel["indices"]:
+        np.testing.assert_array_equal(io.read_volume(out / f"demo_z{i:04d}.tif")[0][0], vol[i])
+    assert "demo_z0002_labels.tif" in (out / "HOWTO.md").read_text()
+    # the user's painting: the truth at the exported indices, saved under the documented names
+    truth, _ = io.read_volume(root / "results/synthetic/demo/labels.tif")
+    painted = root / "annotations" / "demo_labels"
+    painted.mkdir(parents=True)
+    import tifffile
+
+    for i in sel["indices"][::2]:  # five of the ten slices painted
+        tifffile.imwrite(painted / f"demo_z{i:04d}_labels.tif", truth[i])
+    table = (root / "tests/configs/tiny_samples.tsv").read_text().splitlines()
+    head = table[0].split("\t")
+    cells = table[1].split("\t") + [""] * (len(head) - len(table[1].split("\t")))
+    cells[head.index("annotation_labels")] = "annotations/demo_labels"
+    cells[head.index("true_labels")] = ""  # a user's sample: no true labels, only the painted slices
+    (root / "rt_samples.tsv").write_text(table[0] + "\n" + "\t".join(cells) + "\n")
+    (root / "rt.yaml").write_text(f"samples: rt_samples.tsv\ntrain:\n  epochs: 1\n  test: ['demo:{sel['indices'][-2]}']\n")
+    snakemake(root, "results/demo/segmentation.tif", "--cores", "2", "--configfile", TINY, "rt.yaml", check=True, timeout=900)
+    info = io.read_json(root / "results/demo/annotations/slices.json")
+    assert info["source"] == "volume_indices" and info["indices"] == sel["indices"][::2]
+    images, _ = io.read_volume(root / "results/demo/annotations/images.tif")
+    labels, _ = io.read_volume(root / "results/demo/annotations/labels.tif")
+    np.testing.assert_array_equal(images, vol[sel["indices"][::2]])  # read from the current volume
+    np.testing.assert_array_equal(labels, truth[sel["indices"][::2]])
+    split = io.read_json(root / "results/training/split.json")
+    assert {r["slice"] for r in split["test"]} == {sel["indices"][-2]}
+    assert {r["slice"] for side in ("train", "validation", "test") for r in split[side]} == set(sel["indices"][::2])
+    assert not {r["slice"] for r in split["train"]} & {r["slice"] for r in split["validation"]}
+    seg, _ = io.read_volume(root / "results/demo/segmentation.tif")
+    assert seg.shape == vol.shape and seg.dtype == np.uint8
+    # the active-learning step: entropy export ranks the unlabelled slices by the model's uncertainty
+    (root / "al.yaml").write_text("annotations:\n  export_strategy: entropy\n  export_slices: 3\n")
+    snakemake(root, "annotate", "--cores", "2", "--configfile", TINY, "rt.yaml", "al.yaml", check=True, timeout=600)
+    al = io.read_json(out / "selection.json")
+    assert al["strategy"] == "entropy" and len(al["indices"]) == 3 and not set(al["indices"]) & set(sel["indices"][::2])
+    scores = np.asarray(al["all_scores"])
+    free = [i for i in range(2, n - 2) if i not in sel["indices"][::2]]
+    assert sorted(al["indices"]) == sorted(sorted(free, key=lambda i: (-scores[i], i))[:3])
+    # re-reconstruction with another geometry: the labels no longer fit -> refused before any job
+    cells[head.index("thickness_px")] = "48"
+    (root / "rt_samples.tsv").write_text(table[0] + "\n" + "\t".join(cells) + "\n")
+    proc = snakemake(root, "-n", "--cores", "1", "--configfile", TINY, "rt.yaml")
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("tomoflow:")]
+    assert proc.returncode != 0 and len(lines) == 1, proc.stderr
+    assert f"demo_z{sel['indices'][0]:04d}_labels.tif" in lines[0] and "does not match slice" in lines[0] and "Fix:" in lines[0]
+
+
+@pytest.mark.slow
+def test_annotation_table_alone_trains_with_explicit_validation_and_test(annotated_run):
+    """Annotation-only data (no tilt series): a table row of image/label stacks trains the model with
+    train.samples: []; the explicit validation and test slices are honoured."""
+    root = annotated_run
+    vol, _ = io.read_volume(root / "results/demo/volume.mrc")
+    truth, _ = io.read_volume(root / "results/synthetic/demo/labels.tif")
+    idx = [1, 4, 7, 10, 13]
+    io.write_volume(root / "colleague_images.tif", vol[idx], 0.4)
+    io.write_labels(root / "colleague_labels.tif", truth[idx], 0.4)
+    (root / "colleague.tsv").write_text("name\timages\tlabels\tpixel_size_nm\ncolleague\tcolleague_images.tif\tcolleague_labels.tif\t0.4\n")
+    (root / "only.yaml").write_text("annotations:\n  table: colleague.tsv\ntrain:\n  samples: []\n  epochs: 1\n"
+                                    "  validation: ['colleague:1']\n  test: ['colleague:4']\n")
+    snakemake(root, "results/model/unet.keras", "--cores", "2", "--configfile", TINY, "only.yaml", check=True, timeout=900)
+    split = io.read_json(root / "results/training/split.json")
+    assert split["mode"] == "explicit" and split["sources"] == ["colleague"]
+    # a stack's slice numbers are its pages: colleague:1 = page 1, colleague:4 = page 4
+    assert {(r["index"], r["slice"]) for r in split["validation"]} == {(1, 1)}
+    assert {(r["index"], r["slice"]) for r in split["test"]} == {(4, 4)}
+    assert {r["slice"] for r in split["train"]} == {0, 2, 3}
+    stack, _ = io.read_volume(root / "results/annotation_sets/colleague/images.tif")
+    np.testing.assert_array_equal(stack, vol[idx])
+    assert (root / "results/model/unet.keras").is_file()

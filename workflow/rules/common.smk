@@ -16,6 +16,7 @@ from tomoflow import preflight  # noqa: E402
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
 SAMPLES_SCHEMA = read_schema(SCHEMAS / "samples.schema.yaml")
+ANNOTATIONS_SCHEMA = read_schema(SCHEMAS / "annotations.schema.yaml")
 #: Sample-table columns, from workflow/schemas/samples.schema.yaml.
 SAMPLE_COLUMNS = preflight.sample_columns(SAMPLES_SCHEMA)
 
@@ -37,18 +38,23 @@ def _startup():
             raise error
         validate(config, "../schemas/config.schema.yaml")  # fills the schema defaults
         rows = preflight.startup(config, SAMPLES_SCHEMA)
+        # annotation-only training data (annotations.table) and the train.validation/test selectors
+        sets = preflight.annotation_sets(config, ANNOTATIONS_SCHEMA, [r.name for r in rows])
+        preflight.check_split_config(config, list(config["train"]["samples"]) + [r.cells["name"] for r in sets])
     except InputError as exc:
         _fail(str(exc))
     except OSError as exc:  # unreadable file (permissions, I/O error): still one line
         _fail(f"{exc.filename or config.get('samples')}: cannot read ({exc.strerror or exc}). Fix: check the path and its permissions")
     table = pd.DataFrame([r.cells for r in rows], columns=SAMPLE_COLUMNS, dtype=str)
-    return table.set_index("sample", drop=False)
+    return table.set_index("sample", drop=False), {r.cells["name"]: r.cells for r in sets}
 
 
-SAMPLES = _startup()
+SAMPLES, ANNOTATION_SETS = _startup()
 SAMPLES_TABLE = str(config["samples"])
 CLASSES = list(config["classes"])
-TRAINED = bool(config["train"]["samples"])  # the models of `models:` are trained
+#: Every source of training data, in split order: train.samples, then the rows of annotations.table.
+TRAIN_SOURCES = list(config["train"]["samples"]) + list(ANNOTATION_SETS)
+TRAINED = bool(TRAIN_SOURCES)  # the models of `models:` are trained
 
 # --------------------------------------------------------------------------- models (tomoflow.models)
 from tomoflow import models as _models  # noqa: E402
@@ -188,12 +194,16 @@ def provenance_inputs(wildcards):
 
 
 def annotation_mode(sample):
-    """'user' when the sample table gives annotation_images/labels, else 'volume' (true labels)."""
+    """'user' when the sample table gives annotation_images/labels; 'volume_indices' when it gives only
+    annotation_labels (labels painted on slices exported by `snakemake annotate`, images read from the
+    current volume); else 'volume' (true labels)."""
     images = sample_value(sample, "annotation_images")
     labels = sample_value(sample, "annotation_labels")
     if images and labels:
         return "user"
-    if images or labels:
+    if labels:
+        return "volume_indices"
+    if images:
         raise ValueError(
             f"{SAMPLES_TABLE}: sample {sample} has only one of annotation_images/annotation_labels. "
             "Fix: give both (a TIFF stack pair or two folders of paired TIFFs) or neither"
@@ -208,9 +218,34 @@ def annotation_mode(sample):
 
 def annotation_inputs(wildcards):
     s = wildcards.sample
-    if annotation_mode(s) == "user":
+    mode = annotation_mode(s)
+    if mode == "user":
         return {"images": sample_value(s, "annotation_images"), "labels": sample_value(s, "annotation_labels")}
+    if mode == "volume_indices":
+        return {"volume": f"results/{s}/volume.mrc", "labels": sample_value(s, "annotation_labels")}
     return {"volume": f"results/{s}/volume.mrc", "labels": sample_value(s, "true_labels")}
+
+
+def source_dir(name):
+    """Where a training source's annotation stacks are: results/annotation_sets/NAME or results/SAMPLE/annotations."""
+    return f"results/annotation_sets/{name}" if name in ANNOTATION_SETS else f"results/{name}/annotations"
+
+
+def training_stacks(kind):
+    """`images.tif`, `labels.tif` or `slices.json` of every training source (TRAIN_SOURCES order)."""
+    return [f"{source_dir(s)}/{kind}" for s in TRAIN_SOURCES]
+
+
+def labelled_indices(sample):
+    """Volume slice indices that already have round-trip labels (annotation_labels folder, no images)."""
+    from tomoflow.annotations import label_slice_index
+
+    folder = sample_value(sample, "annotation_labels")
+    if not folder or sample_value(sample, "annotation_images") or not Path(folder).is_dir():
+        return []
+    own = [f.name for f in Path(folder).iterdir() if f.suffix.lower() in (".tif", ".tiff")]
+    mine = [f for f in own if f.lower().startswith(f"{sample.lower()}_z")] or own
+    return sorted(label_slice_index(f) for f in mine)
 
 
 def all_targets():
@@ -222,3 +257,11 @@ def all_targets():
     if TRAINED:
         targets.append("results/models/comparison.tsv")  # every model of `models:`, side by side
     return targets
+
+
+def annotate_model(wildcards):
+    """Rule export_annotations: the model whose uncertainty ranks the slices (entropy strategy only).
+    The one place that names the model for the annotation export."""
+    if config["annotations"]["export_strategy"] == "entropy" and SEGMENT_MODEL:
+        return {"model": SEGMENT_MODEL}
+    return {}

@@ -1,7 +1,11 @@
 # Training data and U-Net training (tomoflow.annotations, tomoflow.unet, tomoflow.train):
-# extract_annotations (per sample: slices of the volume + true labels for the demo, or the user's
-# napari/Fiji/ilastik image/label pairs, validated and copied to one stack format) ->
-# train_unet (per named model configuration of `models:`, all samples of train.samples -> results/models/{model}/) ->
+# extract_annotations (per sample: slices of the volume + true labels for the demo, the user's
+# napari/Fiji/ilastik image/label pairs, or labels painted on slices exported by `snakemake annotate` with
+# the images read from the current volume; validated and copied to one stack format) and
+# extract_annotation_set (per row of annotations.table: annotation-only data, no tilt series) ->
+# split_annotations (train/validation/test patches of every source, by groups of neighbouring slices or
+# explicit lists -> results/training/split.json, shared by every model) ->
+# train_unet (per named model configuration of `models:`, every training source -> results/models/{model}/) ->
 # compare_models (every model side by side: results/models/comparison.tsv/.png).
 
 
@@ -22,6 +26,7 @@ rule extract_annotations:
         max_label_offset_vox=config["annotations"]["max_label_offset_vox"],
         classes=CLASSES,
         pixel_size_nm=sample_float("pixel_size_nm"),
+        source=lambda wc: wc.sample,
     threads: 1
     resources:
         mem_mb=2000,
@@ -32,11 +37,66 @@ rule extract_annotations:
         "../scripts/extract_annotations.py"
 
 
+rule extract_annotation_set:
+    input:
+        images=lambda wc: ANNOTATION_SETS[wc.name]["images"],
+        labels=lambda wc: ANNOTATION_SETS[wc.name]["labels"],
+    output:
+        images="results/annotation_sets/{name}/images.tif",
+        labels="results/annotation_sets/{name}/labels.tif",
+        slices="results/annotation_sets/{name}/slices.json",
+    log:
+        "logs/extract_annotation_set/{name}.log",
+    params:
+        mode="user",
+        n_slices=config["annotations"]["n_slices"],
+        seed=config["annotations"]["seed"],
+        register_labels=config["annotations"]["register_labels"],
+        max_label_offset_vox=config["annotations"]["max_label_offset_vox"],
+        classes=CLASSES,
+        pixel_size_nm=lambda wc: float(ANNOTATION_SETS[wc.name]["pixel_size_nm"]) if ANNOTATION_SETS[wc.name]["pixel_size_nm"] else None,
+        source=lambda wc: wc.name,
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/extract_annotations.py"
+
+
+rule split_annotations:
+    input:
+        slices=training_stacks("slices.json"),
+    output:
+        split="results/training/split.json",
+    log:
+        "logs/split_annotations.log",
+    params:
+        sources=TRAIN_SOURCES,
+        patch_size=config["train"]["patch_size"],
+        validation=config["train"]["validation"],
+        test=config["train"]["test"],
+        val_fraction=config["train"]["val_fraction"],
+        group_gap=config["train"]["group_gap"],
+        seed=config["train"]["seed"],
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/split_annotations.py"
+
+
 rule train_unet:
     input:
         unpack(init_model_inputs),
-        images=expand("results/{sample}/annotations/images.tif", sample=config["train"]["samples"]),
-        labels=expand("results/{sample}/annotations/labels.tif", sample=config["train"]["samples"]),
+        images=training_stacks("images.tif"),
+        labels=training_stacks("labels.tif"),
+        split="results/training/split.json",
     output:
         model="results/models/{model}/unet.keras",
         history=report("results/models/{model}/history.tsv", category="4. Segmentation", subcategory="U-Net training: {model}", caption="../report/history.rst"),
@@ -53,7 +113,7 @@ rule train_unet:
     params:
         # the model's effective settings: train with the overrides of models.{model} (a change reruns only it)
         model=lambda wc: wc.model,
-        samples=config["train"]["samples"],
+        samples=TRAIN_SOURCES,
         classes=CLASSES,
         val_fraction=config["train"]["val_fraction"],
         seed=model_setting("seed"),
@@ -86,8 +146,8 @@ rule compare_models:
         histories=expand("results/models/{model}/history.tsv", model=MODELS),
         class_weights=expand("results/models/{model}/class_weights.json", model=MODELS),
         splits=expand("results/models/{model}/split.json", model=MODELS),
-        images=expand("results/{sample}/annotations/images.tif", sample=config["train"]["samples"]),
-        labels=expand("results/{sample}/annotations/labels.tif", sample=config["train"]["samples"]),
+        images=training_stacks("images.tif"),
+        labels=training_stacks("labels.tif"),
     output:
         table=report("results/models/comparison.tsv", category="4. Segmentation", subcategory="Model comparison", caption="../report/comparison.rst"),
         figure=report("results/models/comparison.png", category="4. Segmentation", subcategory="Model comparison", caption="../report/comparison.rst"),
@@ -95,7 +155,7 @@ rule compare_models:
         "logs/compare_models.log",
     params:
         names=MODELS,
-        samples=config["train"]["samples"],
+        samples=TRAIN_SOURCES,
         classes=CLASSES,
         percentiles=config["evaluate"]["percentiles"],
         batch_size=config["predict"]["batch_size"],

@@ -1,4 +1,4 @@
-"""Rule extract_annotations: a sample's annotations -> results/{sample}/annotations/ stacks + slices.json."""
+"""Rules extract_annotations / extract_annotation_set: a training source's annotations -> its stacks + slices.json."""
 
 from tomoflow.runner import optional, run_rule
 
@@ -14,8 +14,9 @@ def main(smk):
 
     p = smk.params
     source = read_annotation_source(p.mode, labels=smk.input.labels, images=optional(smk.input, "images"),
-                                    volume=optional(smk.input, "volume"), pixel_size_nm=p.pixel_size_nm)
-    result = prepare_annotations(source, classes=list(p.classes), sample=smk.wildcards.sample,
+                                    volume=optional(smk.input, "volume"), pixel_size_nm=p.pixel_size_nm,
+                                    sample=p.source)
+    result = prepare_annotations(source, classes=list(p.classes), sample=p.source,
                                  n_slices=int(p.n_slices), seed=int(p.seed),
                                  register_labels=bool(p.register_labels), max_offset_vox=float(p.max_label_offset_vox))
     write_volume(smk.output.images, result.images, result.voxel_size_nm)

@@ -1,4 +1,4 @@
-"""Rule train_unet: annotation stacks of train.samples -> results/models/{model}/ (U-Net with metadata, history, curves, split)."""
+"""Rule train_unet: annotation stacks of every training source + results/training/split.json -> results/models/{model}/ (U-Net with metadata, history, curves, its split)."""
 
 import logging
 
@@ -14,6 +14,7 @@ def main(smk) -> None:
         [str(f) for f in smk.input.labels],
         {name: str(path) for name, path in smk.output.items()},
         dict(smk.params.items()),
+        split_path=str(smk.input.split),
     )
 
 

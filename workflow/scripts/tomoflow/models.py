@@ -225,12 +225,18 @@ def init_model_path(config: Mapping[str, Any], name: str) -> str:
     return ref
 
 
+def trains(config: Mapping[str, Any]) -> bool:
+    """Whether this run trains its models: some training data (``train.samples`` or rows of
+    ``annotations.table``)."""
+    return bool(config["train"]["samples"]) or bool(str(config.get("annotations", {}).get("table") or "").strip())
+
+
 def segment_model(config: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """Which model segments the samples: ``(name, file)`` of a run model, ``(None, path)`` of an external
     ``.keras`` file, or ``(None, None)`` when nothing is segmented (no training and no external model)."""
     names = list(config["models"])
     ref = str(config["predict"].get("model") or "").strip()
-    trained = bool(config["train"]["samples"])
+    trained = trains(config)
     if not ref:
         return (names[0], model_file(names[0])) if trained else (None, None)
     if ref.startswith(RUN_PREFIX) and ref[len(RUN_PREFIX):] in names:
@@ -264,7 +270,7 @@ def check_models(config: Mapping[str, Any], rows: Sequence[Any] = ()) -> None:
 
     * every ``init_model`` names a model of this run (``models/<name>``, not itself, no cycle) or an
       existing ``.keras`` file whose metadata fit the model's depth, base filters and classes;
-    * ``predict.model`` is empty, a name in ``models`` (with ``train.samples`` non-empty) or an existing
+    * ``predict.model`` is empty, a name in ``models`` (with training data: ``train.samples`` or ``annotations.table``) or an existing
       ``.keras`` file made for config ``classes`` whose pixel size fits every sample (or
       ``predict.resample: auto``).
 
@@ -281,7 +287,7 @@ def check_models(config: Mapping[str, Any], rows: Sequence[Any] = ()) -> None:
 
     names = list(config["models"])
     classes = [str(c) for c in config["classes"]]
-    trained = bool(config["train"]["samples"])
+    trained = trains(config)
     for name in names:  # overrides obey train's cross-key constraints
         eff = model_settings(config, name)
         f = 2 ** (int(eff["depth"]) - 1)
@@ -315,8 +321,9 @@ def check_models(config: Mapping[str, Any], rows: Sequence[Any] = ()) -> None:
     name, path = segment_model(config)
     ref = str(config["predict"].get("model") or "").strip()
     if name is not None and not trained:
-        raise InputError("config key `predict.model`", f"{ref!r} is a model of this run, but train.samples is empty so none is trained",
-                         "list annotated samples in train.samples, or give the path of a trained .keras file")
+        raise InputError("config key `predict.model`", f"{ref!r} is a model of this run, but there is no training data "
+                         "(train.samples and annotations.table are empty) so none is trained",
+                         "list annotated samples in train.samples or an annotations.table, or give the path of a trained .keras file")
     if name is None and path is not None:
         key = "config key `predict.model`"
         if not (path.endswith(".keras") or Path(path).exists()):

@@ -36,7 +36,8 @@ from . import validate
 from .config_schema import coerce_config, coerce_value, schema_error
 from .errors import InputError
 
-__all__ = ["check_classes", "check_config", "check_sample_files", "coerce_config", "coerce_value", "read_samples",
+__all__ = ["annotation_sets", "check_classes", "check_config", "check_indexed_labels", "check_sample_files",
+           "check_split_config", "coerce_config", "coerce_value", "read_annotation_table", "read_samples",
            "sample_columns", "schema_error", "startup"]
 
 #: Class names that mean "nothing" (must be label 0) and the indices quantification reads.
@@ -226,10 +227,11 @@ def check_train_samples(config: Mapping[str, Any], rows: Sequence[SampleRow], ta
         r = by_name[s]
         c = r.cells
         where = f"{table} line {r.line} (sample {s!r})"
-        if bool(c["annotation_images"]) != bool(c["annotation_labels"]):
+        if c["annotation_images"] and not c["annotation_labels"]:
             raise InputError(where, "only one of `annotation_images`/`annotation_labels` is given",
-                             "give both (a TIFF stack pair or two folders of paired TIFFs) or neither")
-        if not c["annotation_images"] and not c["true_labels"]:
+                             "give both (a TIFF stack pair or two folders of paired TIFFs), only `annotation_labels` "
+                             "(a folder of SAMPLE_zNNNN_labels.tif painted on slices exported by `snakemake annotate`), or neither")
+        if not c["annotation_labels"] and not c["true_labels"]:
             raise InputError(where, "listed in train.samples but has no annotations and no true_labels",
                              "fill annotation_images/annotation_labels, or drop it from train.samples")
 
@@ -371,7 +373,9 @@ def check_sample_files(row: SampleRow, config: Mapping[str, Any], table: str) ->
             _exists(truth, where)
             shape = probe_stack(truth, "true labels").shape
         check_labels_file(where, truth, shape, config, geo.volume_shape, "the reconstruction grid (slices, thickness, width)")
-    if trained and not row.cells["annotation_images"]:
+    if trained and row.cells["annotation_labels"] and not row.cells["annotation_images"]:
+        check_indexed_labels(row, geo, config, table)
+    elif trained and not row.cells["annotation_images"]:
         slices = (geo.thickness, geo.n_det)
         _check_patch(config, slices, f"sample {row.name!r} (volume slices thickness × width)")
         n = int(config["annotations"]["n_slices"])
@@ -395,7 +399,8 @@ def _check_patch(config: Mapping[str, Any], hw: tuple[int, int], what: str) -> N
                          f"use a patch no larger than the slices, in multiples of {unet_factor(config['train']['depth'])}")
 
 
-def check_annotations(row: SampleRow, config: Mapping[str, Any], table: str) -> None:
+def check_annotations(row: SampleRow, config: Mapping[str, Any], table: str,
+                      columns: tuple[str, str] = ("annotation_images", "annotation_labels")) -> None:
     """User annotation stacks/folders: readable single-channel TIFF/MRC, matching shapes, label values,
     and folder files paired by name (:func:`tomoflow.io.annotations.preflight_annotation_pairs`: an
     unpaired or ambiguous file stops the run here, not in the extraction job).
@@ -404,7 +409,8 @@ def check_annotations(row: SampleRow, config: Mapping[str, Any], table: str) -> 
     from .io.probe import TIFF_SUFFIXES, probe_stack
 
     im, lab = row.cells["annotation_images"], row.cells["annotation_labels"]
-    w_im, w_lab = _cell_where(table, row, "annotation_images"), _cell_where(table, row, "annotation_labels")
+    w_im = f"{im} (sample {row.name!r}, column `{columns[0]}` of {table} line {row.line})"
+    w_lab = f"{lab} (sample {row.name!r}, column `{columns[1]}` of {table} line {row.line})"
     for p, w in ((im, w_im), (lab, w_lab)):
         _exists(p, w)
     if Path(im).is_dir() != Path(lab).is_dir():
@@ -431,6 +437,127 @@ def check_annotations(row: SampleRow, config: Mapping[str, Any], table: str) -> 
                          "export images and labels of the same slices with the same size")
     _check_patch(config, a.shape[1:], f"sample {row.name!r} (annotations)")
     check_labels_file(w_lab, lab, b.shape, config, None, "")
+
+
+def check_indexed_labels(row: SampleRow, geo: Geometry, config: Mapping[str, Any], table: str) -> None:
+    """Round-trip labels (``annotation_labels`` only): every file's slice index and shape fit the volume the
+    current settings reconstruct (from the tilt-series header and ``thickness_px``), its values the classes."""
+    from .io.annotations import preflight_indexed_labels
+
+    folder = row.cells["annotation_labels"]
+    where = _cell_where(table, row, "annotation_labels")
+    _exists(folder, where)
+    preflight_indexed_labels(folder, row.name, geo.volume_shape,
+                             f"the volume of sample {row.name!r} ({table} line {row.line}: slices × thickness_px × width)",
+                             classes=[str(c) for c in config["classes"]])
+    _check_patch(config, (geo.thickness, geo.n_det), f"sample {row.name!r} (volume slices thickness × width)")
+
+
+# --------------------------------------------------------------------------- annotation-only training data
+def read_annotation_table(path: str, schema: Mapping[str, Any], sample_names: Sequence[str]) -> list[SampleRow]:
+    """Read and check the annotation table (``annotations.table``, ``workflow/schemas/annotations.schema.yaml``).
+
+    Raises
+    ------
+    InputError
+        Unknown/missing columns, an empty required cell, a bad pixel size, a repeated name or a name that is also
+        a sample (both name ``results/`` folders and split selectors); the message names the table, line and column.
+    """
+    from .io.probe import read_table_rows
+
+    columns = list(schema["properties"])
+    if not Path(path).is_file():
+        raise InputError("config key `annotations.table`", f"{path} not found",
+                         "give the path of a tab-separated annotation table (relative to the working directory), or \"\"")
+    header, rows = read_table_rows(path, "annotation table")
+    unknown = [c for c in header if c not in columns]
+    if unknown:
+        raise InputError(path, f"unknown column(s) {unknown}", f"use only the columns {columns} (tab-separated)")
+    required = list(schema.get("required", []))
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise InputError(path, f"required column(s) {missing} missing from the header", f"add them (tab-separated); the columns are {columns}")
+    out: list[SampleRow] = []
+    seen: dict[str, int] = {}
+    props = schema["properties"]
+    for r in rows:
+        cells = {c: r.cells.get(c, "") for c in columns}
+        label = f"{path} line {r.line}" + (f" (annotation set {cells['name']!r})" if cells["name"] else "")
+        for c in required:
+            if not cells[c]:
+                raise InputError(label, f"column `{c}` is empty", f"fill `{c}` ({props[c].get('description', 'required')})")
+        for c, spec in props.items():
+            pattern = spec.get("pattern")
+            if cells[c] and pattern and not re.search(pattern, cells[c]):
+                raise InputError(label, f"column `{c}` = {cells[c]!r} is not valid ({spec.get('description', pattern)})",
+                                 "use letters, digits, '_', '.', '-' for names and a positive number (nm) for pixel_size_nm")
+        if cells["pixel_size_nm"] and not float(cells["pixel_size_nm"]) > 0:
+            raise InputError(label, f"column `pixel_size_nm` = {cells['pixel_size_nm']!r} is not positive", "give the pixel size in nm")
+        if cells["name"] in seen:
+            raise InputError(label, f"name {cells['name']!r} repeats line {seen[cells['name']]}", "give every row a unique name")
+        if cells["name"] in sample_names:
+            raise InputError(label, f"name {cells['name']!r} is also a sample of the sample table",
+                             "give annotation sets names that differ from the samples")
+        seen[cells["name"]] = r.line
+        out.append(SampleRow(r.line, cells))
+    if not rows:
+        raise InputError(path, "the annotation table has no rows", "add one row per annotated image/label pair, or set annotations.table: \"\"")
+    return out
+
+
+def check_annotation_set(row: SampleRow, config: Mapping[str, Any], table: str) -> None:
+    """One annotation-table row's files, as the sample table's annotation columns (:func:`check_annotations`)."""
+    cells = {"sample": row.cells["name"], "annotation_images": row.cells["images"], "annotation_labels": row.cells["labels"]}
+    as_sample = SampleRow(row.line, cells)
+    check_annotations(as_sample, config, table, columns=("images", "labels"))
+
+
+def check_split_config(config: Mapping[str, Any], sources: Sequence[str]) -> None:
+    """``train.validation``/``train.test`` selectors name training sources; no whole source is in both; something trains.
+
+    Slice numbers are checked by the ``split_annotations`` rule, once the slices are known.
+    """
+    t = config["train"]
+    known = set(sources)
+    lists = {"train.test": list(t["test"])}
+    if not isinstance(t["validation"], str):
+        lists["train.validation"] = list(t["validation"])
+    elif t["validation"] != "auto":
+        raise InputError("config key `train.validation`", f"{t['validation']!r} is neither auto nor a list",
+                         "use `auto` or a list of '<source>' / '<source>:<slice>' selectors")
+    if (lists["train.test"] or "train.validation" in lists) and not known:
+        raise InputError("config key `train.validation`/`train.test`", "selectors given but nothing is trained",
+                         "list training samples in train.samples or give annotations.table")
+    for key, sels in lists.items():
+        for sel in sels:
+            name = str(sel).partition(":")[0]
+            if name not in known:
+                raise InputError(f"config key `{key}`", f"{sel!r} names no training source (sources: {sorted(known)})",
+                                 "use '<source>' or '<source>:<slice>' with a sample of train.samples or an annotation-table name")
+    if "train.validation" in lists:
+        both = sorted(set(map(str, lists["train.validation"])) & set(map(str, lists["train.test"])))
+        wholes_v = {s for s in map(str, lists["train.validation"]) if ":" not in s}
+        wholes_t = {s for s in map(str, lists["train.test"]) if ":" not in s}
+        both += sorted(s for s in map(str, lists["train.test"]) if s.partition(":")[0] in wholes_v and s not in both)
+        both += sorted(s for s in map(str, lists["train.validation"]) if s.partition(":")[0] in wholes_t and s not in both)
+        if both:
+            raise InputError("config key `train.validation`", f"{both[:5]} are in both train.validation and train.test",
+                             "give each annotated slice to at most one of train.validation and train.test")
+        whole = wholes_v | wholes_t
+        if known and whole >= known:
+            raise InputError("config key `train.validation`", "train.validation and train.test take every training source whole; "
+                             "nothing is left to train on", "keep at least one source (or some of its slices) for training")
+
+
+def annotation_sets(config: Mapping[str, Any], schema: Mapping[str, Any], sample_names: Sequence[str]) -> list[SampleRow]:
+    """The checked rows of ``annotations.table`` (none when it is ``""``), every file checked by its header."""
+    path = str(config["annotations"]["table"])
+    if not path:
+        return []
+    rows = read_annotation_table(path, schema, sample_names)
+    for row in rows:
+        check_annotation_set(row, config, path)
+    return rows
 
 
 # --------------------------------------------------------------------------- entry point

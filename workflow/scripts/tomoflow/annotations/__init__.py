@@ -6,16 +6,20 @@ reconstructed intensities) and ``labels`` uint8 ``(n, H, W)`` with values ``0 ..
 reconstructed volume (perpendicular to the tilt axis, ``(n_z, n_x)``) paired with the true labels, after
 checking that the labels sit where the volume shows the specimen (:func:`check_label_registration`);
 user annotations (napari, Fiji, ilastik exports) arrive as a pair of TIFF stacks or two folders of
-single-slice TIFFs paired by the slice numbers in their names (:func:`pair_files`).  The files are read
+single-slice TIFFs paired by the slice numbers in their names (:func:`pair_files`), or as label slices painted on slices exported from the volume
+(:mod:`.roundtrip`, read back from the *current* volume).  The files are read
 by :func:`tomoflow.io.read_annotation_pairs` / :func:`tomoflow.io.read_annotation_source` into an
 :class:`AnnotationSource`; :func:`prepare_annotations` turns it into the training stacks and the
-``slices.json`` record.  Submodules: :mod:`.pairing` (file names → pairs) and :mod:`.registration`
-(true labels vs the volume); their public names are re-exported here.
+``slices.json`` record.  Submodules: :mod:`.pairing` (file names → pairs), :mod:`.registration`
+(true labels vs the volume), :mod:`.roundtrip` (export of slices to annotate, labels back) and :mod:`.split`
+(train/validation/test split by groups of neighbouring slices, or explicit); their public names are
+re-exported here.
 
 Slices larger than the patch size are cut into patches that cover the slice (the paper: a 1024×512 slice
 gives two 512×512 patches); when a side is not a multiple of the patch size the last patch is aligned to
-the far edge and overlaps its neighbour.  The train/validation split is random (seeded) *by slice*: all
-patches of one slice go to the same set, so validation patches never share pixels with training patches.
+the far edge and overlaps its neighbour.  :func:`make_split` (random, seeded, *by slice*) is the old
+split, kept for library use; the workflow splits by groups of neighbouring slices or by explicit lists
+(:func:`make_grouped_split`).
 """
 
 from __future__ import annotations
@@ -35,6 +39,20 @@ from .registration import (
     check_label_registration,
     measure_label_offset,
 )
+from .roundtrip import (
+    check_label_fit,
+    even_indices,
+    howto_text,
+    label_file_name,
+    label_slice_index,
+    plan_export,
+    select_slices,
+    selection_record,
+    slice_entropy,
+    slice_file_name,
+    volume_entropy,
+)
+from .split import make_grouped_split, parse_selector, retile_split, slice_groups, split_from_records
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +60,28 @@ __all__ = [
     "ROLE_WORDS",
     "AnnotationSet",
     "AnnotationSource",
+    "check_label_fit",
     "check_label_registration",
     "check_label_values",
     "choose_slices",
     "extract_slices",
+    "even_indices",
+    "howto_text",
+    "label_file_name",
+    "label_slice_index",
+    "make_grouped_split",
     "make_split",
+    "parse_selector",
+    "plan_export",
+    "select_slices",
+    "selection_record",
+    "slice_entropy",
+    "slice_file_name",
+    "slice_groups",
+    "slice_numbers",
+    "retile_split",
+    "split_from_records",
+    "volume_entropy",
     "measure_label_offset",
     "pair_files",
     "pairing_keys",
@@ -314,6 +349,23 @@ def make_split(
     return out
 
 
+def slice_numbers(source: AnnotationSource, info: Mapping[str, Any]) -> list[int]:
+    """The slice number of every annotated slice (what ``train.validation``/``test`` selectors and the grouped
+    split use): the volume slice index (``volume``, ``volume_indices``); in a folder, the number the pairing
+    rule keys the image file by (its first number; else the position); in a stack, the page.
+    """
+    if info.get("indices") is not None:
+        return [int(i) for i in info["indices"]]
+    pairs = list(source.pairs)
+    if pairs and all(p.get("page", 0) == 0 for p in pairs) and len({p["image"] for p in pairs}) == len(pairs):
+        keys = pairing_keys([p["image"] for p in pairs])
+        nums = [next((t for t in k if isinstance(t, int)), None) for k in keys]
+        if all(n is not None for n in nums) and len(set(nums)) == len(nums):
+            return [int(n) for n in nums if n is not None]
+        return list(range(len(pairs)))
+    return [int(p.get("page", k)) for k, p in enumerate(pairs)] if pairs else list(range(int(source.images.shape[0])))
+
+
 def split_records(
     stacks: Mapping[str, np.ndarray], records: Sequence[Mapping[str, Any]]
 ) -> np.ndarray:
@@ -342,8 +394,10 @@ class AnnotationSource:
 
     Attributes
     ----------
-    mode : {"user", "volume"}
-        ``user``: paired image/label slices; ``volume``: a reconstructed volume and true labels.
+    mode : {"user", "volume", "volume_indices"}
+        ``user``: paired image/label slices; ``volume``: a reconstructed volume and true labels;
+        ``volume_indices``: label slices painted on exported volume slices and those slices of the current
+        volume (:mod:`.roundtrip`).
     images : ndarray
         ``user``: float32 slices, shape (n, H, W); ``volume``: the volume, shape (n_y, n_z, n_x).
     labels : ndarray
@@ -351,17 +405,18 @@ class AnnotationSource:
     voxel_size_nm : float
         Pixel/voxel size, nm.
     paths : dict of str
-        ``user``: ``{"images", "labels"}``; ``volume``: ``{"volume", "true_labels"}``.
+        ``user``: ``{"images", "labels"}``; ``volume``: ``{"volume", "true_labels"}``;
+        ``volume_indices``: ``{"volume", "labels"}``.
     pairs : list of dict
         ``user``: one record per slice, ``{"image", "label", "page", "shape"}`` (file names; the page
-        within a stack file; ``[H, W]``).
+        within a stack file; ``[H, W]``); ``volume_indices``: ``{"label", "index", "shape"}``.
     """
 
     mode: str
     images: np.ndarray
     labels: np.ndarray
     voxel_size_nm: float
-    paths: dict[str, str]
+    paths: dict[str, Any]
     pairs: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -398,7 +453,8 @@ def prepare_annotations(
 
     ``volume`` mode: the true labels' shape and registration are checked against the volume
     (:func:`check_label_registration`), then ``n_slices`` seeded slices along axis 0 are taken
-    (:func:`choose_slices`).  ``user`` mode: the read pairs are taken as they are.  Both: every label
+    (:func:`choose_slices`).  ``user`` and ``volume_indices`` modes: the read pairs are taken as they are
+    (``volume_indices``: their fit to the volume was checked when read).  Both: every label
     must be a class index and every class is counted (:func:`validate_annotations`).
 
     Parameters
@@ -430,12 +486,19 @@ def prepare_annotations(
         info: dict[str, Any] = {"sample": sample, "source": "volume", "axis": 0, "indices": idx.tolist(),
                                 "volume": source.paths.get("volume"), "true_labels": source.paths.get("true_labels"),
                                 "seed": int(seed), "registration": reg}
+    elif source.mode == "volume_indices":
+        where = f"{source.paths.get('labels')} (slices of {source.paths.get('volume')})"
+        images, lab = source.images, source.labels
+        info = {"sample": sample, "source": "volume_indices", "axis": 0, "indices": [int(p["index"]) for p in source.pairs],
+                "volume": source.paths.get("volume"), "labels": source.paths.get("labels"),
+                "files": [p["label"] for p in source.pairs], "volume_shape": source.paths.get("volume_shape")}
     else:
         where = f"{source.paths.get('images')} / {source.paths.get('labels')}"
         images, lab = source.images, source.labels
         info = {"sample": sample, "source": "user", "axis": None, "indices": None,
                 "images": source.paths.get("images"), "labels": source.paths.get("labels"),
                 "files": [p["image"] for p in source.pairs], "pairs": source.pairs}
+    info["slices"] = slice_numbers(source, info)
     counts = validate_annotations(images, lab, classes, where=where)
     info["class_pixels"] = {c: int(n) for c, n in zip(classes, counts)}
     info["shape"] = list(images.shape)

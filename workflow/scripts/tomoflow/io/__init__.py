@@ -11,7 +11,12 @@ Submodules by data kind; the names rules need are re-exported here.
 * :mod:`tomoflow.io.models`, :mod:`tomoflow.io.meshes` - Keras models, surface meshes.
 """
 
-from .annotations import preflight_annotation_pairs, read_annotation_pairs, read_annotation_source  # noqa: F401
+from .annotations import (  # noqa: F401
+    preflight_annotation_pairs,
+    read_annotation_pairs,
+    read_annotation_source,
+    write_annotation_export,
+)
 from .probe import StackInfo, file_kind, probe_stack, stack_kind
 from .volumes import (
     TiltSeries,

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..annotations import AnnotationSource, pair_files, stack_pairs
+from ..annotations import AnnotationSource, check_label_fit, label_slice_index, pair_files, stack_pairs
 from ..errors import InputError
 from .volumes import (
     MRC_SUFFIXES,
@@ -32,6 +32,7 @@ from .volumes import (
     _require_file,
     _tiff,
     _tiff_voxel_nm,
+    read_slab,
     read_volume,
     volume_shape,
     voxel_size_or,
@@ -40,11 +41,15 @@ from .volumes import (
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "indexed_label_files",
     "preflight_annotation_pairs",
+    "preflight_indexed_labels",
     "read_annotation_pairs",
     "read_annotation_source",
     "read_annotation_tiff",
     "read_annotation_volume",
+    "read_indexed_labels",
+    "write_annotation_export",
 ]
 
 _LABEL_FIX = ("save the labels as a single-channel integer image holding the class index per pixel "
@@ -264,6 +269,119 @@ def read_annotation_volume(volume: PathLike, labels: PathLike, pixel_size_nm: fl
                             paths={"volume": str(volume), "true_labels": str(labels)})
 
 
+def indexed_label_files(folder: PathLike, sample: str) -> list[tuple[str, int]]:
+    """The label files of a round-trip folder and the volume slice index each names, by index.
+
+    Files named ``<sample>_z<index>...`` are the sample's; when some are, files of other samples
+    (``<other>_z<index>...``) are skipped, so one folder can hold the labels of several samples.
+
+    Returns
+    -------
+    list of (path, index)
+    """
+    p = Path(folder)
+    if not p.is_dir():
+        raise InputError(p, "annotation_labels without annotation_images must be a folder of label TIFFs",
+                         "give the folder holding SAMPLE_zNNNN_labels.tif (or fill annotation_images too)")
+    files = _tiffs(p)
+    own = [f for f in files if Path(f).name.lower().startswith(f"{sample.lower()}_z")]
+    chosen = own if own else files
+    out = sorted(((f, label_slice_index(f)) for f in chosen), key=lambda t: t[1])
+    return out
+
+
+def preflight_indexed_labels(folder: PathLike, sample: str, volume_shape: tuple[int, int, int], volume: str,
+                             classes: list[str] | None = None) -> list[tuple[str, int]]:
+    """Start-up check of round-trip labels from names and TIFF headers: index and shape vs the volume's geometry;
+    with ``classes``, also every label value (each file is one slice, so it is read whole).
+
+    Raises
+    ------
+    InputError
+        As :func:`tomoflow.annotations.check_label_fit`; colour/multi-slice label files; label values outside
+        the classes (:func:`tomoflow.annotations.check_label_values`).
+    """
+    from ..annotations import check_label_values
+
+    files = indexed_label_files(folder, sample)
+    shapes = []
+    for f, i in files:
+        n, h, w = _tiff_slices_shape(Path(f), "label")
+        _check_one_slice(f, n)
+        shapes.append((f, i, (h, w)))
+    check_label_fit(shapes, volume_shape, volume)
+    if classes is not None:
+        for f, _ in files:
+            check_label_values(read_annotation_tiff(f, "label")[0], classes, f)
+    return files
+
+
+def read_indexed_labels(folder: PathLike, volume: PathLike, sample: str, pixel_size_nm: float | None = None) -> AnnotationSource:
+    """Round-trip annotations: label slices named by volume slice index, images from the current volume.
+
+    Every label's index and shape are checked against the volume's header before any pixel is read
+    (:func:`tomoflow.annotations.check_label_fit`), then only the named slices are read.
+
+    Parameters
+    ----------
+    folder : path-like
+        Folder of ``<sample>_z<index>_labels.tif`` (one 2-D slice each).
+    volume : path-like
+        The current ``results/<sample>/volume.mrc``, shape (n, H, W).
+    sample : str
+    pixel_size_nm : float, optional
+        Used when the volume header has no voxel size.
+
+    Returns
+    -------
+    AnnotationSource
+        ``mode="volume_indices"``, images float32 (k, H, W) = volume slices, labels (k, H, W), pair records
+        ``{"label", "index", "shape"}``.
+    """
+    shape = tuple(int(v) for v in volume_shape(volume))
+    if len(shape) != 3:
+        raise InputError(volume, f"expected a 3-D volume, got shape {shape}", "re-run the reconstruction")
+    files = preflight_indexed_labels(folder, sample, (shape[0], shape[1], shape[2]), str(volume))
+    ims, labs, pairs, voxel = [], [], [], None
+    for f, i in files:
+        lab, _ = read_annotation_tiff(f, "label")
+        im, voxel = read_slab(volume, i, i + 1)
+        ims.append(np.asarray(im[0], dtype=np.float32))
+        labs.append(lab[0])
+        pairs.append({"label": f, "index": int(i), "shape": list(lab.shape[1:])})
+    px = voxel_size_or(volume, voxel, pixel_size_nm)
+    log.info("read %d label slice(s) from %s, images = those slices of %s %s", len(files), folder, volume, shape)
+    return AnnotationSource(mode="volume_indices", images=np.stack(ims), labels=np.stack(labs), voxel_size_nm=px,
+                            paths={"volume": str(volume), "labels": str(folder), "volume_shape": list(shape)},
+                            pairs=pairs)
+
+
+def write_annotation_export(folder: PathLike, slices: dict[str, np.ndarray], voxel_size_nm: float,
+                            texts: dict[str, str], records: dict[str, Any]) -> None:
+    """Write an export for annotation: one float32 ImageJ TIFF per slice, text files, JSON records.
+
+    Parameters
+    ----------
+    folder : path-like
+        Created (with parents).
+    slices : mapping file name -> ndarray (H, W)
+        Written with the pixel size (nm) in the TIFF resolution tags.
+    voxel_size_nm : float
+    texts : mapping file name -> str
+    records : mapping file name -> JSON-ready object
+    """
+    from .volumes import write_json, write_volume
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, arr in slices.items():
+        write_volume(out / name, np.asarray(arr, dtype=np.float32)[None], voxel_size_nm)
+    for name, text in texts.items():
+        (out / name).write_text(text, encoding="utf-8")
+    for name, rec in records.items():
+        write_json(out / name, rec)
+
+
 def read_annotation_source(
     mode: str,
     *,
@@ -271,10 +389,14 @@ def read_annotation_source(
     images: PathLike | None = None,
     volume: PathLike | None = None,
     pixel_size_nm: float | None = None,
+    sample: str = "",
 ) -> AnnotationSource:
-    """Read a sample's annotations: ``mode="user"`` (image/label pairs) or ``"volume"`` (volume + true labels)."""
+    """Read a sample's annotations: ``mode="user"`` (image/label pairs), ``"volume"`` (volume + true labels) or
+    ``"volume_indices"`` (label slices named by index + the current volume, :func:`read_indexed_labels`)."""
     if mode == "user" and images is not None:
         return read_annotation_pairs(images, labels, pixel_size_nm)
     if mode == "volume" and volume is not None:
         return read_annotation_volume(volume, labels, pixel_size_nm)
+    if mode == "volume_indices" and volume is not None:
+        return read_indexed_labels(labels, volume, sample, pixel_size_nm)
     raise ValueError(f"annotation mode {mode!r} needs {'images' if mode == 'user' else 'volume'}")

@@ -91,8 +91,12 @@ def train_from_files(
     label_paths: Sequence[str],
     outputs: Mapping[str, str],
     params: Mapping[str, Any],
+    split_path: str | None = None,
 ) -> TrainResult:
     """Train the U-Net on annotation stacks and write the model and its records (rule ``train_unet``).
+
+    The model file carries its metadata (:func:`tomoflow.models.build_metadata`: classes, pixel size of
+    the training images, normalisation, patch, depth, filters, focal γ/α, tomoflow version, sources).
 
     Parameters
     ----------
@@ -108,9 +112,10 @@ def train_from_files(
         its ``models:`` entry); optional ``model`` (the configuration name, recorded in the metadata) and
         ``init_model`` (a ``.keras`` path to fine-tune from, checked by
         :func:`tomoflow.models.check_architecture`).
-
-    The model file carries its metadata (:func:`tomoflow.models.build_metadata`: classes, pixel size of
-    the training images, normalisation, patch, depth, filters, focal γ/α, tomoflow version, sources).
+    split_path : str, optional
+        ``results/training/split.json`` (:func:`tomoflow.annotations.make_grouped_split`; its ``train`` and
+        ``validation`` records are used, ``test`` is held out; re-tiled at this model's patch size when it differs, by
+        :func:`tomoflow.annotations.retile_split`); without it, :func:`tomoflow.annotations.make_split`.
 
     Returns
     -------
@@ -118,7 +123,7 @@ def train_from_files(
         After everything is written.
     """
     from .. import io
-    from ..annotations import make_split, split_records
+    from ..annotations import make_split, retile_split, split_records
     from ..io.models import load_model, read_metadata, save_model
     from ..models import build_metadata, check_architecture
 
@@ -140,8 +145,11 @@ def train_from_files(
         check_architecture(meta, depth=settings.depth, base_filters=settings.base_filters, classes=classes,
                            where=settings.init_model)
         init = load_model(settings.init_model, compile=False)
-    split = make_split({s: a.shape for s, a in images.items()}, patch, float(params["val_fraction"]),
-                       int(params["seed"]))
+    if split_path is not None:  # the shared split of rule split_annotations (train/validation/test)
+        split = retile_split(io.read_json(split_path), {s: a.shape for s, a in images.items()}, patch)
+    else:
+        split = make_split({s: a.shape for s, a in images.items()}, patch, float(params["val_fraction"]),
+                           int(params["seed"]))
     ti, tl = split_records(images, split["train"]), split_records(labels, split["train"])
     vi, vl = split_records(images, split["validation"]), split_records(labels, split["validation"])
     res = train_unet(ti, tl, vi, vl, classes, settings, init=init)
