@@ -130,7 +130,12 @@ def train_from_files(
                        int(params["seed"]))
     ti, tl = split_records(images, split["train"]), split_records(labels, split["train"])
     vi, vl = split_records(images, split["validation"]), split_records(labels, split["validation"])
-    res = train_unet(ti, tl, vi, vl, classes, settings)
+    if settings.random_crops:  # random crops come from the whole training slices
+        from .data import crop_sources
+
+        res = train_unet(*crop_sources(images, labels, split["train"]), vi, vl, classes, settings)
+    else:
+        res = train_unet(ti, tl, vi, vl, classes, settings)
     export_model(res.model, res.alpha, settings.focal_gamma, settings.learning_rate)
     save_model(res.model, outputs["model"])
     io.write_tsv(outputs["history"], res.history)
