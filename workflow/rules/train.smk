@@ -61,6 +61,12 @@ rule train_unet:
         class_weights=config["train"]["class_weights"],
         monitor=config["train"]["monitor"],
         augment=config["train"]["augment"],
+        lr_schedule=config["train"]["lr_schedule"],
+        early_stopping_patience=config["train"]["early_stopping_patience"],
+        particle_oversampling=config["train"]["particle_oversampling"],
+        steps_per_epoch=config["train"]["steps_per_epoch"],
+        max_minutes=config["train"]["max_minutes"],
+        precision=config["train"]["precision"],
     threads: 4
     resources:
         mem_mb=8000,
