@@ -46,45 +46,22 @@ CACHE = REPO / "results" / "bench_paper"
 TEST_SEED, TEST_SLICES, N_TEST = 8, 40, 8
 
 
-def _recon(ts_aligned: np.ndarray, angles: np.ndarray, idx: np.ndarray, thickness: int, threads: int) -> np.ndarray:
-    """MLEM (50 iterations, line projector) of slices ``idx`` -> (n, thickness, n_x) float32."""
-    from tomoflow.recon import reconstruct
-
-    res = reconstruct(np.ascontiguousarray(ts_aligned[:, idx, :]), angles, thickness_px=thickness, iterations=50,
-                      threads=threads)
-    return np.asarray(res.volume, np.float32)
-
-
 def make_data(cfg: dict[str, Any], cache: Path, threads: int = 2) -> None:
     """Simulate + reconstruct the annotated and the held-out slices; write ``cache/data.npz``."""
-    from tomoflow.annotations import choose_slices
-    from tomoflow.synthetic import PAPER_TEXTURE, make_specimen, simulate_tilt_series
+    from tomoflow.synthetic import annotated_slices
 
     s = cfg["synthetic"]
     cache.mkdir(parents=True, exist_ok=True)
     out: dict[str, np.ndarray] = {}
     timing = {}
     for name, seed, ny in (("ann", int(s["seed"]), int(s["shape"][0])), ("test", TEST_SEED, TEST_SLICES)):
-        t0 = time.perf_counter()
-        spec = make_specimen(seed=seed, shape=(ny, s["shape"][1], s["shape"][2]), pixel_size_nm=s["pixel_size_nm"],
-                             particle_diameter_nm=s["particle_diameter_nm"], particle_fraction=s["particle_fraction"],
-                             support_fraction=s["support_fraction"], particle_contrast=s["particle_contrast"],
-                             margin_px=4, texture=PAPER_TEXTURE if s.get("preset", "none") == "paper" else None)
-        ts = simulate_tilt_series(spec, seed=seed, tilt_range_deg=s["tilt_range_deg"], tilt_step_deg=s["tilt_step_deg"],
-                                  dose=s["dose"], read_noise=s["read_noise"], shift_sigma_px=0.0, tilt_axis_deg=0.0,
-                                  center_offset_px=0.0, threads=threads)
-        t1 = time.perf_counter()
-        if name == "ann":
-            idx = choose_slices(ny, cfg["annotations"]["n_slices"], cfg["annotations"]["seed"])
-        else:
-            idx = np.linspace(4, ny - 5, N_TEST).round().astype(np.int64)
-        out[f"{name}_images"] = _recon(ts.aligned, ts.angles_deg, idx, spec.labels.shape[1], threads)
-        out[f"{name}_labels"] = spec.labels[idx]
-        out[f"{name}_density"] = spec.density[idx]
-        out[f"{name}_index"] = idx
-        timing[name] = {"simulate_s": round(t1 - t0, 1), "recon_s": round(time.perf_counter() - t1, 1),
-                        "slices": int(ny), "recon_slices": len(idx),
-                        "class_fractions": spec.info["class_fractions"], "n_particles": len(spec.particles)}
+        idx = None if name == "ann" else np.linspace(4, ny - 5, N_TEST).round().astype(np.int64)
+        res = annotated_slices(dict(s, seed=seed, shape=[ny, *s["shape"][1:]]), idx,
+                               n_slices=cfg["annotations"]["n_slices"], slice_seed=cfg["annotations"]["seed"],
+                               threads=threads)
+        out.update({f"{name}_images": res.images, f"{name}_labels": res.labels, f"{name}_density": res.density,
+                    f"{name}_index": res.index})
+        timing[name] = res.info
         print(name, timing[name], flush=True)
     np.savez_compressed(cache / "data.npz", **out)
     (cache / "data.json").write_text(json.dumps(timing, indent=1))
@@ -93,6 +70,25 @@ def make_data(cfg: dict[str, Any], cache: Path, threads: int = 2) -> None:
 def load_data(cache: Path) -> dict[str, np.ndarray]:
     with np.load(cache / "data.npz") as z:
         return {k: z[k] for k in z.files}
+
+
+def threshold_baseline(data: dict[str, np.ndarray]) -> dict[str, float]:
+    """Difficulty figure: two global thresholds (solid, Pt) fitted for best DSC on the annotated slices,
+    then applied to the held-out slices; returns held-out DSC of support and Pt."""
+    from tomoflow.unet import dice_per_class
+
+    im, lab = data["ann_images"], data["ann_labels"]
+    grid = np.linspace(0.0, float(np.quantile(im, 0.9995)), 160)
+
+    def dsc(a: np.ndarray, b: np.ndarray) -> float:
+        return float(2 * (a & b).sum() / max(int(a.sum() + b.sum()), 1))
+
+    t_solid = max(grid, key=lambda t: dsc(im > t, lab >= 1))
+    t_pt = max(grid, key=lambda t: dsc(im > t, lab == 2))
+    ti, tl = data["test_images"], data["test_labels"]
+    pred = np.where(ti > t_pt, 2, np.where(ti > t_solid, 1, 0))
+    d = dice_per_class(tl, pred, 3)
+    return {"threshold_solid": float(t_solid), "threshold_pt": float(t_pt), "support": float(d[1]), "particles": float(d[2])}
 
 
 def split_data(data: dict[str, np.ndarray], patch: list[int], val_fraction: float, seed: int
@@ -146,7 +142,10 @@ def run(a: argparse.Namespace, cfg: dict[str, Any]) -> None:
     s = recipe_settings(a, tr)
     test_im, test_lab = data["test_images"], data["test_labels"]
     log_init = f", warm start from {a.init_weights}" if a.init_weights else ""
-    print(f"recipe {a.name}: {s}{log_init}", flush=True)
+    import tensorflow as tf
+
+    print(f"recipe {a.name}: {s}{log_init}; TF threads intra {tf.config.threading.get_intra_op_parallelism_threads()}"
+          f" / inter {tf.config.threading.get_inter_op_parallelism_threads()}", flush=True)
     print(f"data: {len(ti)} train / {len(vi)} validation patches {tr['patch_size']} from {len(data['ann_images'])} "
           f"annotated slices; held out: {len(test_im)} slices {test_im.shape[1:]} of specimen seed {TEST_SEED}; "
           f"{_load()}", flush=True)
@@ -199,7 +198,7 @@ def run(a: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("what", choices=["data", "run"])
+    ap.add_argument("what", choices=["data", "baseline", "run"])
     ap.add_argument("--config", default=str(REPO / "config" / "paper_like.yaml"),
                     help="synthetic/annotations from here; train from --train-config merged over config.yaml")
     ap.add_argument("--train-config", default=str(REPO / "config" / "real_data.yaml"))
@@ -232,6 +231,8 @@ def main() -> None:
                 cfg[k] = {**cfg.get(k, {}), **v} if isinstance(v, dict) else v
     if a.what == "data":
         make_data(cfg, Path(a.cache), a.threads)
+    elif a.what == "baseline":
+        print("global thresholds fitted on the annotated slices, held-out DSC:", threshold_baseline(load_data(Path(a.cache))))
     else:
         run(a, cfg)
 

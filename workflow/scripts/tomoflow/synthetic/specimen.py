@@ -77,8 +77,8 @@ class SupportTexture:
     """
 
     grain_size_nm: float = 6.0
-    grain_contrast: float = 0.15
-    texture_amp: float = 0.08
+    grain_contrast: float = 0.2
+    texture_amp: float = 0.1
     texture_nm: float = 0.25
     boundary_sigma_nm: float = 0.3
 
