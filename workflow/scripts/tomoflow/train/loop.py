@@ -124,10 +124,11 @@ class _EpochLog(keras.callbacks.Callback):
         self.best_epoch = 0
         self.best_weights: list[np.ndarray] | None = None
         self.seconds: list[float] = []
-        self._t0 = 0.0
+        self._t0 = self._lr = 0.0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._t0 = time.perf_counter()
+        self._lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))  # set by the schedule
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
@@ -138,7 +139,7 @@ class _EpochLog(keras.callbacks.Callback):
             self.best, self.best_epoch = val, epoch + 1
             self.best_weights = copy.deepcopy(self.model.get_weights())
         parts = " ".join(f"{k}={float(logs[k]):.4f}" for k in self.keys if k in logs)
-        lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        lr = self._lr  # the rate this epoch trained with (ReduceLROnPlateau may lower it for the next)
         self.learning_rates.append(lr)
         log.info("epoch %d/%d %s lr=%.3g (%.1f s)%s", epoch + 1, self.epochs, parts, lr, self.seconds[-1],
                  " *best*" if self.best_epoch == epoch + 1 else "")
