@@ -22,7 +22,7 @@ Run (about 2-3 minutes per variant on 2 cores)::
     timeout 1800 python benchmarks/loss_ablation.py                  # ce vs focal_weighted
     timeout 3600 python benchmarks/loss_ablation.py --variants ce ce_weighted focal focal_weighted
     python benchmarks/loss_ablation.py --data paper --variants ce ce_weighted focal focal_weighted focal2 \
-        focal2_weighted --base-filters 8 --depth 5 --patch 256 --epochs 6
+        focal2_weighted --base-filters 8 --depth 6 --patch 256 --steps 22 --epochs 3 --lr 0.001
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 from tomoflow.annotations import choose_slices, make_split, split_records  # noqa: E402
-from tomoflow.train import AugmentSettings, TrainSettings, train_unet  # noqa: E402
+from tomoflow.train import AugmentSettings, TrainSettings, crop_sources, train_unet  # noqa: E402
 from tomoflow.unet import dice_per_class  # noqa: E402
 
 VARIANTS = {
@@ -107,6 +107,7 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=None)
     ap.add_argument("--patch", type=int, default=None, help="square patch size (px)")
     ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--steps", type=int, default=0, help="> 0: that many batches of random crops per epoch")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     cfg = yaml.safe_load(Path(args.config).read_text())
@@ -150,10 +151,14 @@ def main() -> None:
             batch_size=tr["batch_size"], learning_rate=tr["learning_rate"], focal_gamma=gamma,
             class_weights=[1.0] * len(classes) if weights == "equal" else "auto", monitor="val_loss",
             seed=tr["seed"], augment=AugmentSettings(a["rotation_deg"], a["flip"], a["zoom"], a["shear_deg"]),
-            alpha_power=args.alpha_power,
+            alpha_power=args.alpha_power, steps_per_epoch=args.steps,
+            crop_size=(int(tr["patch_size"][0]), int(tr["patch_size"][1])),
         )
         t0 = time.perf_counter()
-        res = train_unet(ti, tl, vi, vl, classes, settings)
+        if args.steps:  # random crops of the whole training slices (the real-data recipe)
+            res = train_unet(*crop_sources(st, sl, split["train"]), vi, vl, classes, settings)
+        else:
+            res = train_unet(ti, tl, vi, vl, classes, settings)
         secs = time.perf_counter() - t0
         pred = np.argmax(res.model.predict(vi[..., None], batch_size=8, verbose=0), axis=-1)
         dsc = dice_per_class(vl, pred, len(classes))
