@@ -4,23 +4,29 @@ Data (made once, cached in ``--cache``): the paper-like specimen (``config/paper
 1024-wide slices, ``synthetic.preset: paper``) simulated as a perfectly aligned noisy tilt series (69 tilts
 ±68°) and reconstructed with tomoflow's MLEM (50 iterations, ASTRA ``line``):
 
-* annotated slices: ``annotations.n_slices`` slices of the seed-7 specimen (64 slices × 512 × 1024) chosen
-  by :func:`tomoflow.annotations.choose_slices`, split by slice into train/validation (``train.val_fraction``)
-  and cut into 512² patches, exactly as the workflow does (30 slices → 44 train / 16 validation patches, the
-  size of the real data set of issue #15: 45 + 15);
-* held-out test slices: a *different specimen* (seed 8, 40 slices), 8 evenly spaced slices (1024 × 512
+* annotated slices: ``annotations.n_slices`` (30) slices of the seed-7 specimen (64 slices × 512 × 1024)
+  chosen by :func:`tomoflow.annotations.choose_slices`, split by slice into train/validation
+  (``train.val_fraction``: 22 / 8 slices) and cut into ``train.patch_size`` patches exactly as the workflow
+  does (at 512²: 44 train / 16 validation patches, the size of the real data set of issue #15: 45 + 15);
+* held-out test slices: a *different specimen* (seed 8, 40 slices), 8 evenly spaced slices (512 × 1024
   each), scored against the generator's labels with hard argmax labels of a one-pass prediction.
 
-Each recipe trains from the same seed; after every epoch the current weights are scored on the test slices
-(outside the timed training) so the curve is DSC vs training wall time.  The load average is printed beside
-the figures.
+The training settings are config/config.yaml's ``train:`` with ``--train-config`` (default
+``config/real_data.yaml``, the documented recipe) merged over it, then the command-line overrides.  Each
+recipe trains from the same seed; after every epoch the current weights are scored on the held-out slices
+(outside the timed training: the curve is DSC vs training wall time, training = optimisation + validation).
+``baseline`` prints the difficulty figure: two global thresholds fitted on the annotated slices.  The load
+average is printed beside the figures.
 
 Run::
 
     . /work/main/.venv/bin/activate
-    flock /tmp/tomoflow_cpu.lock python benchmarks/train_recipe.py data            # ~5 min once
-    flock /tmp/tomoflow_cpu.lock python benchmarks/train_recipe.py run --recipe real_data --minutes 30
-    python benchmarks/train_recipe.py run --recipe paper --epochs 3 --base-filters 8 --depth 5 ...
+    flock /tmp/tomoflow_cpu.lock python benchmarks/train_recipe.py data        # ~7 min once (cached)
+    python benchmarks/train_recipe.py baseline
+    flock /tmp/tomoflow_cpu.lock python -u benchmarks/train_recipe.py run --name real_data   # the recipe, ≤ 29 min
+    # the paper's network and settings, for comparison:
+    python -u benchmarks/train_recipe.py run --name paper --base-filters 16 --crop 512 --steps 0 --lr 5e-4 \
+        --schedule constant --monitor val_loss --patience 0 --minutes 30
 """
 
 from __future__ import annotations
@@ -138,7 +144,8 @@ def run(a: argparse.Namespace, cfg: dict[str, Any]) -> None:
     tr = cfg["train"]
     classes = list(cfg.get("classes", ["background", "support", "particles"]))
     data = load_data(Path(a.cache))
-    ti, tl, vi, vl, train_ids = split_data(data, list(tr["patch_size"]), float(tr["val_fraction"]), int(tr["seed"]))
+    patch = [a.crop, a.crop] if a.crop else list(tr["patch_size"])
+    ti, tl, vi, vl, train_ids = split_data(data, patch, float(tr["val_fraction"]), int(tr["seed"]))
     s = recipe_settings(a, tr)
     test_im, test_lab = data["test_images"], data["test_labels"]
     log_init = f", warm start from {a.init_weights}" if a.init_weights else ""
@@ -146,7 +153,7 @@ def run(a: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
     print(f"recipe {a.name}: {s}{log_init}; TF threads intra {tf.config.threading.get_intra_op_parallelism_threads()}"
           f" / inter {tf.config.threading.get_inter_op_parallelism_threads()}", flush=True)
-    print(f"data: {len(ti)} train / {len(vi)} validation patches {tr['patch_size']} from {len(data['ann_images'])} "
+    print(f"data: {len(ti)} train / {len(vi)} validation patches {patch} from {len(data['ann_images'])} "
           f"annotated slices; held out: {len(test_im)} slices {test_im.shape[1:]} of specimen seed {TEST_SEED}; "
           f"{_load()}", flush=True)
     rows: list[dict[str, Any]] = []
