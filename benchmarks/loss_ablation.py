@@ -173,7 +173,7 @@ def main() -> None:
                      **{f"dsc_{c}": round(float(d), 4) for c, d in zip(classes, dsc)}, **held,
                      "precision_last": round(float(prec), 4), "recall_last": round(float(rec), 4),
                      "best_epoch": res.best_epoch, "train_s": round(secs, 1)})
-        print(f"  {name}: done in {secs:.0f} s (best epoch {res.best_epoch})", flush=True)
+        print(f"  {name}: done in {secs:.0f} s (best epoch {res.best_epoch}): {rows[-1]}", flush=True)
     import pandas as pd
 
     df = pd.DataFrame(rows)
