@@ -160,3 +160,87 @@ def test_poisson_statistics_of_counts(demo_config):
     # var(a - b) = 2 λ for independent Poisson counts
     ratio = np.var((a - b)[sel]) / (2 * mean[sel].mean())
     assert ratio == pytest.approx(1.0, rel=0.1)
+
+
+# ----------------------------------------------------------------------------- paper-like preset (issue #15)
+@pytest.fixture(scope="module")
+def paper_config(repo_root):
+    return yaml.safe_load((repo_root / "config" / "paper_like.yaml").read_text())["synthetic"]
+
+
+def _paper_specimen(cfg, texture=synthetic.PAPER_TEXTURE, seed=None):
+    # the preset's voxel size and particle sizes on a smaller volume (40 slices fit a 4 nm = 33 px particle)
+    kw = dict(_specimen_kwargs(cfg), shape=(40, 128, 256))
+    if seed is not None:
+        kw["seed"] = seed
+    return synthetic.make_specimen(**kw, margin_px=2, texture=texture)
+
+
+@pytest.fixture(scope="module")
+def paper_specimen(paper_config):
+    return _paper_specimen(paper_config)
+
+
+def test_paper_preset_config_values(paper_config):
+    assert paper_config["preset"] == "paper"
+    assert paper_config["pixel_size_nm"] == 0.12 and paper_config["shape"][2] == 1024
+    d_px = np.array(paper_config["particle_diameter_nm"]) / paper_config["pixel_size_nm"]
+    np.testing.assert_allclose(d_px, [8.33, 33.3], rtol=0.01)  # 1-4 nm = 8-33 px
+    assert 1.5 <= paper_config["particle_contrast"] <= 3.0
+
+
+def test_paper_specimen_particles_fraction_and_contrast(paper_config, paper_specimen):
+    spec = paper_specimen
+    lab, dens = spec.labels, spec.density
+    d_px = np.array([p["diameter_nm"] for p in spec.particles]) / spec.pixel_size_nm
+    assert len(d_px) >= 3 and d_px.min() >= 8.3 and d_px.max() <= 33.4
+    frac = (lab == synthetic.PARTICLE).mean()
+    assert 0.005 / 1.5 <= frac <= 0.005 * 1.5, frac
+    # Pt / support contrast measured on the density, away from interfaces: the configured 2.0 (range 1.5-3)
+    pt = ndimage.binary_erosion(lab == synthetic.PARTICLE, iterations=2)
+    sup = ndimage.binary_erosion(lab == synthetic.SUPPORT, iterations=4)
+    ratio = dens[pt].mean() / dens[sup].mean()
+    assert 1.5 <= ratio <= 3.0 and ratio == pytest.approx(paper_config["particle_contrast"], rel=0.08), ratio
+    # grainy support: per-voxel spread of grains + texture (0.2 and 0.1 -> ~0.22 relative)
+    assert 0.14 < dens[sup].std() / dens[sup].mean() < 0.30
+
+
+def test_paper_specimen_has_diffuse_boundaries_and_exact_labels(paper_config, paper_specimen):
+    flat = _paper_specimen(paper_config, texture=None)
+    # the texture changes the appearance only: the labels are the same geometry
+    np.testing.assert_array_equal(flat.labels, paper_specimen.labels)
+    lab = flat.labels
+    solid = lab != synthetic.BACKGROUND
+    dist_out = ndimage.distance_transform_edt(~solid)
+    dist_in = ndimage.distance_transform_edt(solid)
+    near_pt = ndimage.binary_dilation(lab == synthetic.PARTICLE, iterations=4)
+    ring_out = (dist_out >= 1.5) & (dist_out < 2.5) & ~near_pt  # background 2 voxels outside the support
+    ring_in = (dist_in >= 1.5) & (dist_in < 2.5) & ~near_pt  # support 2 voxels inside
+    assert ring_out.sum() > 1000 and ring_in.sum() > 1000
+    # flat specimen: a binary edge (2x2x2 partial volume reaches < 1 voxel); preset: a ramp of σ = 0.3 nm
+    # = 2.5 px, so 2 px outside the surface is at Φ(-2/2.5) ≈ 0.21 of the support, 2 px inside at ≈ 0.79
+    assert flat.density[ring_out].max() == 0.0 and flat.density[ring_in].min() == 1.0
+    assert 0.12 < paper_specimen.density[ring_out].mean() < 0.30
+    assert 0.70 < paper_specimen.density[ring_in].mean() < 0.88
+
+
+def test_paper_specimen_is_deterministic(paper_config, paper_specimen):
+    again = _paper_specimen(paper_config)
+    np.testing.assert_array_equal(again.density, paper_specimen.density)
+    np.testing.assert_array_equal(again.fine_density, paper_specimen.fine_density)
+    other = _paper_specimen(paper_config, seed=8)
+    assert (other.labels != paper_specimen.labels).mean() > 0.01
+    with pytest.raises(ValueError, match="preset"):
+        synthetic.simulate(dict(paper_config, preset="glossy"))
+
+
+def test_annotated_slices_reconstruct_the_specimen(demo_config):
+    cfg = dict(_small_config(demo_config), preset="paper", shape=[16, 48, 96], tilt_step_deg=2.0)
+    res = synthetic.annotated_slices(cfg, n_slices=3, slice_seed=1, iterations=20)
+    assert res.images.shape == res.labels.shape == res.density.shape == (3, 48, 96) and res.index.size == 3
+    spec = synthetic.make_specimen(**_specimen_kwargs(cfg), margin_px=4, texture=synthetic.PAPER_TEXTURE)
+    np.testing.assert_array_equal(res.labels, spec.labels[res.index])  # the generator's labels of those slices
+    np.testing.assert_array_equal(res.density, spec.density[res.index])
+    # the MLEM slices follow the density (missing wedge and noise aside)
+    r = np.corrcoef(res.images.ravel(), res.density.ravel())[0, 1]
+    assert r > 0.85, r

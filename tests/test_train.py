@@ -210,3 +210,155 @@ def test_train_from_files_writes_model_and_records(tmp_path):
     assert model.output_shape[-1] == 3
     with pytest.raises(InputError, match="train.samples"):
         train_from_files([str(tmp_path / "images.tif")] * 2, [str(tmp_path / "labels.tif")], out, _params())
+
+
+# ----------------------------------------------------------------------------- fast-convergence recipe
+def test_cosine_and_constant_learning_rates_match_hand_computed_values():
+    from tomoflow.train import learning_rate_at
+
+    s = _settings(epochs=5, learning_rate=1e-3, lr_schedule="cosine")
+    # lr * (0.01 + 0.99 * (1 + cos(pi * e / 4)) / 2)
+    expected = [1e-3, 1e-3 * (0.01 + 0.99 * (1 + 2**-0.5) / 2), 5.05e-4, 1e-3 * (0.01 + 0.99 * (1 - 2**-0.5) / 2), 1e-5]
+    np.testing.assert_allclose([learning_rate_at(e, s) for e in range(5)], expected, rtol=1e-12)
+    assert learning_rate_at(7, s) == pytest.approx(1e-5)  # past the end: the final value
+    for sched in ("constant", "plateau"):
+        assert learning_rate_at(3, _settings(epochs=5, learning_rate=1e-3, lr_schedule=sched)) == 1e-3
+
+
+def test_early_stopping_epoch_on_scripted_histories():
+    from tomoflow.train import early_stop_epoch
+
+    losses = [1.0, 0.8, 0.85, 0.9, 0.7, 0.75, 0.76, 0.77, 0.6]
+    assert early_stop_epoch(losses, "min", 3) == 8  # best at 5, three epochs without improvement
+    assert early_stop_epoch(losses, "min", 2) == 4  # best at 2; 3 and 4 are worse
+    assert early_stop_epoch(losses, "min", 4) is None
+    assert early_stop_epoch(losses, "min", 0) is None  # off
+    dsc = [0.1, 0.5, float("nan"), 0.5, 0.4]  # equal is not better; NaN never is
+    assert early_stop_epoch(dsc, "max", 3) == 5
+    assert early_stop_epoch([float("nan")] * 3, "max", 2) == 2
+
+
+def test_early_stopping_and_plateau_in_training():
+    ti, tl = _toy(4, 0)
+    vi, vl = _toy(2, 1)
+    # learning rate 0: the validation loss never improves after epoch 1 -> patience 2 stops after epoch 3
+    r = train_unet(ti, tl, vi, vl, CLASSES, _settings(epochs=8, learning_rate=0.0, early_stopping_patience=2))
+    assert len(r.history) == 3 and r.best_epoch == 1
+    assert r.stop_reason.startswith("early stopping: val_loss")
+    # plateau: a negligible learning rate gives no improvement above ReduceLROnPlateau's min_delta 1e-4, so the
+    # rate halves after 3 such epochs (epochs 2-4) and is lower from epoch 5 on
+    r = train_unet(ti, tl, vi, vl, CLASSES, _settings(epochs=5, learning_rate=1e-9, lr_schedule="plateau"))
+    np.testing.assert_allclose(r.history["learning_rate"], [1e-9] * 4 + [5e-10], rtol=1e-6)
+    assert r.stop_reason == "all epochs"
+
+
+def _crop_data():
+    rng = np.random.default_rng(3)
+    ims = [rng.random((64, 96), dtype=np.float32), rng.random((48, 80), dtype=np.float32)]
+    labs = [np.zeros((64, 96), np.uint8), np.zeros((48, 80), np.uint8)]
+    labs[0][40:43, 5:8] = 2  # 9 Pt pixels near an edge of image 0, none in image 1
+    labs[1][10:30, 10:60] = 1
+    return ims, labs
+
+
+def test_crop_dataset_oversamples_particles_at_the_set_rate():
+    from tomoflow.train import CropDataset
+
+    ims, labs = _crop_data()
+    for p in (0.0, 0.3, 1.0):
+        ds = CropDataset(ims, labs, (32, 32), 3, 4, 10, p, None, seed=2)
+        draws = []
+        for e in range(25):
+            ds.epoch = e
+            draws += [o for i in range(len(ds)) for o in ds.crop_origins(i)]
+        flags = np.array([d[3] for d in draws])
+        # 1000 draws: the measured fraction is within 4 binomial standard deviations of p
+        assert abs(flags.mean() - p) <= 4 * np.sqrt(p * (1 - p) / flags.size) + 1e-12, (p, flags.mean())
+        for k, y0, x0, on_pt in draws:
+            assert 0 <= y0 <= ims[k].shape[0] - 32 and 0 <= x0 <= ims[k].shape[1] - 32
+            if on_pt:  # centred on a Pt pixel, moved inside the image: the crop holds Pt
+                assert k == 0 and (labs[0][y0 : y0 + 32, x0 : x0 + 32] == 2).any()
+    x, y = ds[0]
+    assert x.shape == (4, 32, 32, 1) and y.shape == (4, 32, 32, 3)
+    k, y0, x0, _ = ds.crop_origins(0)[1]
+    np.testing.assert_array_equal(x[1, ..., 0], ims[k][y0 : y0 + 32, x0 : x0 + 32])  # no augmentation: exact crop
+    np.testing.assert_array_equal(np.argmax(y[1], -1), labs[k][y0 : y0 + 32, x0 : x0 + 32])
+
+
+def test_crop_dataset_is_deterministic_per_seed_epoch_and_batch():
+    from tomoflow.train import CropDataset
+
+    ims, labs = _crop_data()
+    a = CropDataset(ims, labs, (32, 32), 3, 2, 3, 0.5, AugmentSettings(), seed=7)
+    b = CropDataset(ims, labs, (32, 32), 3, 2, 3, 0.5, AugmentSettings(), seed=7)
+    for i in (2, 0, 1):  # any order
+        np.testing.assert_array_equal(a[i][0], b[i][0])
+        np.testing.assert_array_equal(a[i][1], b[i][1])
+    x0 = a[1][0]
+    a.on_epoch_end()
+    assert not np.array_equal(a[1][0], x0)
+    c = CropDataset(ims, labs, (32, 32), 3, 2, 3, 0.5, AugmentSettings(), seed=8)
+    assert not np.array_equal(c[1][0], x0)
+    with pytest.raises(ValueError, match="at least"):
+        CropDataset(ims, labs, (64, 64), 3, 2, 3, 0.5, None, seed=7)
+
+
+def test_crop_sources_are_the_whole_training_slices():
+    from tomoflow.train import crop_sources
+
+    ims = {"a": np.arange(3 * 4 * 8, dtype=np.float32).reshape(3, 4, 8)}
+    labs = {"a": (ims["a"] % 3).astype(np.uint8)}
+    recs = [{"sample": "a", "index": 2, "x0": 0}, {"sample": "a", "index": 2, "x0": 4}, {"sample": "a", "index": 0, "x0": 0}]
+    im, lab = crop_sources(ims, labs, recs)
+    assert len(im) == 2
+    np.testing.assert_array_equal(im[0], ims["a"][2])
+    np.testing.assert_array_equal(lab[1], labs["a"][0])
+
+
+def test_training_on_random_crops_is_deterministic():
+    ti, tl = _toy(4, 0)
+    big = [np.concatenate([a, a[:, ::-1]], 1) for a in ti]
+    bigl = [np.concatenate([a, a[:, ::-1]], 1) for a in tl]
+    vi, vl = _toy(2, 1)
+    s = _settings(epochs=2, particle_oversampling=0.5, steps_per_epoch=2)
+    r1 = train_unet(big, bigl, vi, vl, CLASSES, s)
+    r2 = train_unet(big, bigl, vi, vl, CLASSES, s)
+    for a, b in zip(r1.model.get_weights(), r2.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # normalisation from all pixels of the crop sources
+    assert r1.normalization["mean"] == pytest.approx(float(np.mean(np.concatenate([a.ravel() for a in big]))), rel=1e-6)
+
+
+def test_precision_policy_stays_float32_on_cpu():
+    from tomoflow.train import configure_precision, gpu_visible
+
+    before = keras.mixed_precision.dtype_policy().name
+    try:
+        if not gpu_visible():
+            assert configure_precision("auto") == "float32"
+            assert keras.mixed_precision.dtype_policy().name == "float32"
+        assert configure_precision("float32") == "float32"
+        assert configure_precision("mixed_float16") == "mixed_float16"
+        assert keras.mixed_precision.dtype_policy().name == "mixed_float16"
+        with pytest.raises(ValueError):
+            configure_precision("bfloat8")
+    finally:
+        keras.mixed_precision.set_dtype_policy(before)
+    if not gpu_visible():  # a CPU training run builds a float32 model and leaves the global policy as it was
+        ti, tl = _toy(2, 0)
+        r = train_unet(ti, tl, ti, tl, CLASSES, _settings(epochs=1))
+        assert {w.dtype for w in r.model.weights} == {"float32"}
+        assert keras.mixed_precision.dtype_policy().name == before
+
+
+def test_settings_from_params_recipe_keys():
+    s = settings_from_params(_params(), 3)
+    assert (s.lr_schedule, s.early_stopping_patience, s.particle_oversampling, s.random_crops) == ("constant", 0, 0.0, False)
+    s = settings_from_params(_params(lr_schedule="cosine", early_stopping_patience=5, particle_oversampling=0.5,
+                                     steps_per_epoch=20, max_minutes=30.0, precision="float32"), 3)
+    assert (s.lr_schedule, s.early_stopping_patience, s.steps_per_epoch, s.max_minutes) == ("cosine", 5, 20, 30.0)
+    assert s.random_crops and s.crop_size == (32, 32)
+    with pytest.raises(InputError, match="train.lr_schedule"):
+        settings_from_params(_params(lr_schedule="step"), 3)
+    with pytest.raises(InputError, match="train.particle_oversampling"):
+        settings_from_params(_params(particle_oversampling=1.5), 3)

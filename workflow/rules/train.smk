@@ -129,6 +129,12 @@ rule train_unet:
         augment=model_setting("augment"),
         init_model=lambda wc: _models.init_model_path(config, wc.model),
         freeze_encoder_epochs=model_setting("freeze_encoder_epochs"),
+        lr_schedule=model_setting("lr_schedule"),
+        early_stopping_patience=model_setting("early_stopping_patience"),
+        particle_oversampling=model_setting("particle_oversampling"),
+        steps_per_epoch=model_setting("steps_per_epoch"),
+        max_minutes=model_setting("max_minutes"),
+        precision=model_setting("precision"),
     threads: 4
     resources:
         mem_mb=8000,

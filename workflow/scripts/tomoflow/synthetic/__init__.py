@@ -28,7 +28,8 @@ correct alignment lines up with ``labels`` voxel for voxel.  The model is :mod:`
 """
 
 from ..geometry import remove_translation_gauge
-from .specimen import BACKGROUND, PARTICLE, SUPPORT, Specimen, make_specimen
+from .pretrain import AnnotatedSlices, annotated_slices
+from .specimen import BACKGROUND, PAPER_TEXTURE, PARTICLE, SUPPORT, Specimen, SupportTexture, make_specimen
 from .tilt_series import (
     SimulationOutputs,
     TiltSeriesSim,
@@ -45,7 +46,7 @@ from .tilt_series import (
 )
 
 __all__ = [
-    "BACKGROUND", "PARTICLE", "SUPPORT", "SimulationOutputs", "Specimen", "TiltSeriesSim", "forward_project_fine", "frame_shifts", "make_specimen",
+    "AnnotatedSlices", "annotated_slices", "BACKGROUND", "PAPER_TEXTURE", "PARTICLE", "SupportTexture", "SUPPORT", "SimulationOutputs", "Specimen", "TiltSeriesSim", "forward_project_fine", "frame_shifts", "make_specimen",
     "misalign_image", "remove_translation_gauge", "required_margin_px", "simulate", "simulate_outputs", "simulate_tilt_series", "specimen_figure",
     "tilt_angles", "truth_tables",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -50,6 +50,41 @@ class Specimen:
     margin_px: int
     supersample: int
     info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SupportTexture:
+    """Appearance of a paper-like support (``synthetic.preset: paper``); labels are unaffected.
+
+    The support's density becomes ``ramp · (1 + grain_contrast·g + texture_amp·t)`` and Pt voxels
+    ``particle_contrast · (1 + texture_amp·t)``, where ``g`` is one standard-normal value per Voronoi grain,
+    ``t`` unit-variance Gaussian-correlated noise, and ``ramp`` the indicator of support ∪ Pt smoothed by a
+    3-D Gaussian (a diffuse support/pore/vacuum boundary whose 0.5 level is the geometric surface, where the
+    labels are).  Labels stay the exact geometry (voxel-centre sampling).
+
+    Attributes
+    ----------
+    grain_size_nm : float
+        Mean spacing of the Voronoi grain seeds (polycrystalline γ-Al2O3 crystallites), nm.
+    grain_contrast : float
+        Standard deviation of the per-grain density, relative to the mean support density.
+    texture_amp : float
+        Standard deviation of the fine texture, relative.
+    texture_nm : float
+        Correlation length (Gaussian σ) of the fine texture, nm.
+    boundary_sigma_nm : float
+        Gaussian σ of the support boundary ramp, nm (10-90 % width = 2.56 σ).
+    """
+
+    grain_size_nm: float = 6.0
+    grain_contrast: float = 0.2
+    texture_amp: float = 0.1
+    texture_nm: float = 0.25
+    boundary_sigma_nm: float = 0.3
+
+
+#: The paper-like support appearance (``synthetic.preset: paper``).
+PAPER_TEXTURE = SupportTexture()
 
 
 # --------------------------------------------------------------------------- geometry
@@ -248,6 +283,8 @@ def _place_particles(rng: np.random.Generator, plate: _Plate, shape: tuple[int, 
         tries += 1
         d_nm = float(np.clip(rng.lognormal(math.log(math.sqrt(dmin * dmax)), 0.35), dmin, dmax))
         r = 0.5 * d_nm / px
+        if ny < 2 * r + 3:
+            continue  # too few slices for a whole particle of this size
         y = rng.uniform(r + 1.5, ny - r - 1.5)  # whole particle inside the volume along y
         x = rng.uniform(0, nx)
         if not plate.inside(np.array(y), np.array(x)):
@@ -282,6 +319,83 @@ def _count_particle_voxels(labels: np.ndarray, particles: list[dict[str, Any]], 
     particles = [p for p in particles if p["n_voxels"] > 0]
 
     return particles, int(n_comp)
+
+
+def _smooth_noise(seed: int, y_range: tuple[int, int], nz: int, nx: int, sigma: float) -> np.ndarray:
+    """Unit-variance Gaussian-correlated noise on coarse slices ``y_range`` (shape (n, nz, nx), float32).
+
+    Slice ``y`` of the white noise is drawn from its own stream ``(seed, y)``, and the filter sees a halo of
+    4σ slices, so any chunking of y gives the same field (seamless, deterministic).
+    """
+    y0, y1 = y_range
+    h = int(math.ceil(4 * sigma)) + 1
+    white = np.stack([np.random.default_rng([seed, 3, y + 100000]).standard_normal((nz, nx), dtype=np.float32)
+                      for y in range(y0 - h, y1 + h)])
+    out = ndimage.gaussian_filter(white, sigma, mode="reflect")[h : h + y1 - y0]
+    # Variance of unit white noise after a 3-D Gaussian of σ per axis: (2σ√π)^-3.
+    return (out * (2 * sigma * math.sqrt(math.pi)) ** 1.5).astype(np.float32)
+
+
+def _grain_seeds(rng: np.random.Generator, shape: tuple[int, int, int], margin_px: int, grain_px: float) -> np.ndarray:
+    """Voronoi seeds (y, z, x) px covering the volume with its y margins, one per ``grain_px``³, plus values."""
+    ny, nz, nx = shape
+    lo = np.array([-margin_px - grain_px, -grain_px, -grain_px])
+    hi = np.array([ny + margin_px + grain_px, nz + grain_px, nx + grain_px])
+    n = max(int(round(float(np.prod(hi - lo)) / grain_px**3)), 1)
+    pts = lo + rng.random((n, 3)) * (hi - lo)
+    return np.column_stack([pts, rng.standard_normal(n)])
+
+
+def _support_field(texture: SupportTexture, seeds: np.ndarray, seed: int, y_range: tuple[int, int], nz: int, nx: int,
+                   px: float) -> tuple[np.ndarray, np.ndarray]:
+    """Relative support density (grains + texture) and the texture alone on coarse slices ``y_range``."""
+    from scipy.spatial import cKDTree
+
+    y0, y1 = y_range
+    t = _smooth_noise(seed, y_range, nz, nx, max(texture.texture_nm / px, 0.5))
+    yy, zz, xx = np.meshgrid(np.arange(y0, y1) + 0.5, np.arange(nz) + 0.5, np.arange(nx) + 0.5, indexing="ij")
+    _, idx = cKDTree(seeds[:, :3]).query(np.column_stack([yy.ravel(), zz.ravel(), xx.ravel()]))
+    g = seeds[idx, 3].reshape(yy.shape).astype(np.float32)
+    return (1.0 + texture.grain_contrast * g + texture.texture_amp * t).astype(np.float32), t
+
+
+def _textured_densities(
+    plate: _Plate,
+    pores: list[tuple[np.ndarray, np.ndarray, float]],
+    particles: list[dict[str, Any]],
+    shape: tuple[int, int, int],
+    particle_contrast: float,
+    margin_px: int,
+    s: int,
+    texture: SupportTexture,
+    seeds: np.ndarray,
+    seed: int,
+    px: float,
+    chunk: int = 16,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_densities` for a :class:`SupportTexture`, computed in chunks of ``chunk`` slices along y."""
+    ny, nz, nx = shape
+    sig = texture.boundary_sigma_nm / px * s  # fine px
+    halo = int(math.ceil(3 * sig / s)) + 1  # coarse slices
+    fine_density = np.empty((ny + 2 * margin_px, s * nz, s * nx), np.float32)
+    for c0 in range(-margin_px, ny + margin_px, chunk):
+        c1 = min(c0 + chunk, ny + margin_px)
+        lab = _rasterise(plate, pores, particles, (s * (c1 - c0 + 2 * halo), s * nz, s * nx), 1.0 / s,
+                         float(c0 - halo))
+        ramp = (lab != BACKGROUND).astype(np.float32)
+        if sig > 0:
+            ramp = ndimage.gaussian_filter(ramp, sig, mode="nearest", truncate=3.0)
+        core = slice(s * halo, s * (halo + c1 - c0))
+        lab, ramp = lab[core], ramp[core]
+        rel, t = _support_field(texture, seeds, seed, (c0, c1), nz, nx, px)
+        up = (lambda a: a.repeat(s, 0).repeat(s, 1).repeat(s, 2))  # noqa: E731
+        dens = ramp * up(rel)
+        pt = lab == PARTICLE
+        dens[pt] = (particle_contrast * (1.0 + texture.texture_amp * up(t)))[pt]
+        fine_density[c0 + margin_px : c1 + margin_px] = dens.reshape(c1 - c0, s, s * nz, s * nx).mean(axis=1)
+    core_d = fine_density[margin_px : margin_px + ny]
+    density = core_d.reshape(ny, nz, s, nx, s).mean(axis=(2, 4)).astype(np.float32)
+    return fine_density, density
 
 
 def _densities(
@@ -355,6 +469,7 @@ def make_specimen(
     margin_px: int = 16,
     supersample: int = 2,
     center_mass_z: bool = True,
+    texture: SupportTexture | None = None,
 ) -> Specimen:
     """Generate the voxelised γ-Al2O3/Pt specimen.
 
@@ -379,6 +494,9 @@ def make_specimen(
     center_mass_z : bool
         Move the specimen along z (sub-voxel) so that the density's centre of mass is at the centre of the
         thickness (the frame of :mod:`tomoflow.align`).
+    texture : SupportTexture, optional
+        Paper-like appearance (grains, fine texture, diffuse boundaries; see :class:`SupportTexture`);
+        ``None`` (default) keeps the flat demo specimen (support 1, Pt ``particle_contrast``) unchanged.
 
     Returns
     -------
@@ -403,12 +521,20 @@ def make_specimen(
     # ---- rasterise: labels at voxel centres, density supersampled (with y margins)
     labels = _rasterise(plate, pores, particles, (ny, nz, nx), 1.0, 0.0)
     s = int(supersample)
-    fine_density, density = _densities(plate, pores, particles, (ny, nz, nx), lut, margin_px, s)
+    if texture is None:
+        fine_density, density = _densities(plate, pores, particles, (ny, nz, nx), lut, margin_px, s)
+    else:  # own stream after every geometric draw, so the geometry is the same as without texture
+        trng = np.random.default_rng([seed, 2])
+        seeds = _grain_seeds(trng, (ny, nz, nx), margin_px, texture.grain_size_nm / px)
+        fine_density, density = _textured_densities(plate, pores, particles, (ny, nz, nx), particle_contrast,
+                                                    margin_px, s, texture, seeds, seed, px)
 
     particles, n_comp = _count_particle_voxels(labels, particles, px)
 
     counts = np.bincount(labels.ravel(), minlength=3) / labels.size
     info = _specimen_info(seed, (ny, nz, nx), px, plate, dz, len(pores), len(particles), n_comp, counts, particle_contrast)
+    if texture is not None:
+        info["texture"] = asdict(texture)
     log.info(
         "specimen seed=%d: %d particles, %d pores, fractions bg %.3f / support %.3f / Pt %.4f",
         seed, len(particles), len(pores), counts[0], counts[1], counts[2],

@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from ..geometry import frame_translation, misalign_params, remove_translation_gauge, rot
 from ..projector import forward_project
-from .specimen import Specimen, make_specimen
+from .specimen import PAPER_TEXTURE, Specimen, make_specimen
 
 log = logging.getLogger("tomoflow.synthetic")
 
@@ -244,8 +244,15 @@ def forward_project_fine(
 
 
 def simulate(config: dict[str, Any], threads: int = 1) -> tuple[Specimen, TiltSeriesSim]:
-    """Specimen and tilt series from a ``synthetic:`` config section (see config/README.md)."""
+    """Specimen and tilt series from a ``synthetic:`` config section (see config/README.md).
+
+    ``preset: paper`` (optional key, default ``none``) gives the support the paper-like texture
+    :data:`tomoflow.synthetic.specimen.PAPER_TEXTURE` (grains, diffuse boundaries); the other keys are used as given.
+    """
     c = dict(config)
+    preset = str(c.get("preset", "none"))
+    if preset not in ("none", "paper"):
+        raise ValueError(f"synthetic.preset {preset!r} is not 'none' or 'paper'")
     m = int(math.ceil(required_margin_px(c["shift_sigma_px"], c["shape"][2], c["tilt_axis_deg"])))
     spec = make_specimen(
         seed=c["seed"],
@@ -256,6 +263,7 @@ def simulate(config: dict[str, Any], threads: int = 1) -> tuple[Specimen, TiltSe
         support_fraction=c["support_fraction"],
         particle_contrast=c["particle_contrast"],
         margin_px=m,
+        texture=PAPER_TEXTURE if preset == "paper" else None,
     )
     ts = simulate_tilt_series(
         spec,

@@ -18,8 +18,16 @@ point).  Every public name is re-exported here, so ``from tomoflow.train import 
 
 from __future__ import annotations
 
-from .data import PatchDataset, augment_batch, random_affine
-from .loop import resolve_monitor, set_determinism, train_unet
+from .data import CropDataset, PatchDataset, augment_batch, crop_sources, random_affine
+from .loop import (
+    configure_precision,
+    early_stop_epoch,
+    gpu_visible,
+    learning_rate_at,
+    resolve_monitor,
+    set_determinism,
+    train_unet,
+)
 from .outputs import export_model, train_from_files, training_curves_figure
 from .settings import AugmentSettings, TrainResult, TrainSettings, settings_from_params
 
@@ -31,6 +39,12 @@ __all__ = [
     "random_affine",
     "augment_batch",
     "PatchDataset",
+    "CropDataset",
+    "crop_sources",
+    "configure_precision",
+    "early_stop_epoch",
+    "gpu_visible",
+    "learning_rate_at",
     "resolve_monitor",
     "train_unet",
     "export_model",

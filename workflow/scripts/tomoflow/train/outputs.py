@@ -152,7 +152,12 @@ def train_from_files(
                            int(params["seed"]))
     ti, tl = split_records(images, split["train"]), split_records(labels, split["train"])
     vi, vl = split_records(images, split["validation"]), split_records(labels, split["validation"])
-    res = train_unet(ti, tl, vi, vl, classes, settings, init=init)
+    if settings.random_crops:  # random crops come from the whole training slices
+        from .data import crop_sources
+
+        res = train_unet(*crop_sources(images, labels, split["train"]), vi, vl, classes, settings, init=init)
+    else:
+        res = train_unet(ti, tl, vi, vl, classes, settings, init=init)
     export_model(res.model, res.alpha, settings.focal_gamma, settings.learning_rate)
     known = [float(v) for v in pixel.values() if v is not None]
     if known and max(known) > 1.03 * min(known):

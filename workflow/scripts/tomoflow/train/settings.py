@@ -66,6 +66,22 @@ class TrainSettings:
         ``.keras`` file whose weights start the training (fine-tuning; ``""``: random He-normal start).
     freeze_encoder_epochs : int
         With ``init_model``: the encoder (down path) is frozen for the first this many epochs.
+    lr_schedule : {"constant", "cosine", "plateau"}
+        Learning rate per epoch (see :func:`tomoflow.train.loop.learning_rate_at`); ``plateau`` halves it
+        after 3 epochs without improvement of the monitored quantity (floor ``learning_rate / 100``).
+    early_stopping_patience : int
+        Stop after this many epochs without improvement of the monitored quantity (0: off).
+    particle_oversampling : float
+        With random crops: probability that a training patch is centred on a pixel of the last class (Pt).
+    steps_per_epoch : int
+        Batches per epoch (0: one pass over the training patches).  Any of ``particle_oversampling > 0``,
+        ``steps_per_epoch > 0`` switches to random crops of ``crop_size`` from the training images.
+    max_minutes : float
+        Stop when the next epoch would end after this much training wall time (0: off).
+    precision : {"auto", "float32", "mixed_float16"}
+        Keras dtype policy; ``auto`` = ``mixed_float16`` when a GPU is visible, else ``float32``.
+    crop_size : (int, int) or None
+        Random-crop patch size (rows, cols), px; ``None``: the validation patches' size.
     """
 
     depth: int = 6
@@ -81,6 +97,18 @@ class TrainSettings:
     alpha_power: float = 0.25
     init_model: str = ""
     freeze_encoder_epochs: int = 0
+    lr_schedule: str = "constant"
+    early_stopping_patience: int = 0
+    particle_oversampling: float = 0.0
+    steps_per_epoch: int = 0
+    max_minutes: float = 0.0
+    precision: str = "auto"
+    crop_size: tuple[int, int] | None = None
+
+    @property
+    def random_crops(self) -> bool:
+        """Whether training patches are random crops (see ``steps_per_epoch``)."""
+        return self.particle_oversampling > 0 or self.steps_per_epoch > 0
 
 
 @dataclass
@@ -105,6 +133,8 @@ class TrainResult:
         1-based epoch whose weights were kept.
     monitor : str
         The monitored quantity.
+    stop_reason : str
+        Why training ended (``"all epochs"``, early stopping or the time limit).
     """
 
     model: keras.Model
@@ -114,6 +144,7 @@ class TrainResult:
     normalization: dict[str, float]
     best_epoch: int
     monitor: str
+    stop_reason: str = "all epochs"
 
 
 def settings_from_params(params: Mapping[str, Any], n_classes: int) -> TrainSettings:
@@ -157,4 +188,22 @@ def settings_from_params(params: Mapping[str, Any], n_classes: int) -> TrainSett
                                 float(aug["shear_deg"])),
         init_model=str(params.get("init_model") or ""),
         freeze_encoder_epochs=int(params.get("freeze_encoder_epochs") or 0),
+        **_recipe_settings(params, patch),
     )
+
+
+def _recipe_settings(params: Mapping[str, Any], patch: Sequence[int]) -> dict[str, Any]:
+    """The fast-convergence keys (``lr_schedule`` ... ``precision``; defaults = off) of the ``train`` params."""
+    sched = str(params.get("lr_schedule", "constant"))
+    if sched not in ("constant", "cosine", "plateau"):
+        raise InputError("train.lr_schedule", f"{sched!r} is not constant, cosine or plateau", "use one of them")
+    prec = str(params.get("precision", "auto"))
+    if prec not in ("auto", "float32", "mixed_float16"):
+        raise InputError("train.precision", f"{prec!r} is not auto, float32 or mixed_float16", "use one of them")
+    p = float(params.get("particle_oversampling", 0.0))
+    if not 0.0 <= p <= 1.0:
+        raise InputError("train.particle_oversampling", f"{p} is not in [0, 1]", "use e.g. 0.5")
+    return {"lr_schedule": sched, "early_stopping_patience": int(params.get("early_stopping_patience", 0)),
+            "particle_oversampling": p, "steps_per_epoch": int(params.get("steps_per_epoch", 0)),
+            "max_minutes": float(params.get("max_minutes", 0.0)), "precision": prec,
+            "crop_size": (int(patch[0]), int(patch[1]))}
