@@ -14,7 +14,7 @@ def main(smk) -> None:
         [str(f) for f in smk.input.labels],
         {name: str(path) for name, path in smk.output.items()},
         dict(smk.params.items()),
-        split_path=str(smk.input.split),
+        split_path=str(smk.input.split) if "split" in smk.input.keys() else None,  # pretrain: own split
     )
 
 
