@@ -18,6 +18,7 @@ Errors are :class:`~tomoflow.errors.InputError` lines naming the file, the probl
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,8 @@ __all__ = [
     "write_annotation_export",
 ]
 
+#: ``<sample>_z<index>...``: a round-trip label file of some sample.
+_OTHER_SAMPLE = re.compile(r"^[A-Za-z0-9_.-]+_z\d+", re.IGNORECASE)
 _LABEL_FIX = ("save the labels as a single-channel integer image holding the class index per pixel "
               "(e.g. napari Labels layer > Save, ilastik 'Simple Segmentation' export), not a coloured rendering")
 
@@ -273,7 +276,8 @@ def indexed_label_files(folder: PathLike, sample: str) -> list[tuple[str, int]]:
     """The label files of a round-trip folder and the volume slice index each names, by index.
 
     Files named ``<sample>_z<index>...`` are the sample's; when some are, files of other samples
-    (``<other>_z<index>...``) are skipped, so one folder can hold the labels of several samples.
+    (``<other>_z<index>...``) are skipped, so one folder can hold the labels of several samples; any other
+    file must name its slice index (:func:`tomoflow.annotations.label_slice_index`).
 
     Returns
     -------
@@ -285,9 +289,9 @@ def indexed_label_files(folder: PathLike, sample: str) -> list[tuple[str, int]]:
                          "give the folder holding SAMPLE_zNNNN_labels.tif (or fill annotation_images too)")
     files = _tiffs(p)
     own = [f for f in files if Path(f).name.lower().startswith(f"{sample.lower()}_z")]
-    chosen = own if own else files
-    out = sorted(((f, label_slice_index(f)) for f in chosen), key=lambda t: t[1])
-    return out
+    other = [f for f in files if f not in own and _OTHER_SAMPLE.match(Path(f).name)]
+    chosen = [f for f in files if f not in other] if own else files
+    return sorted(((f, label_slice_index(f)) for f in chosen), key=lambda t: t[1])
 
 
 def preflight_indexed_labels(folder: PathLike, sample: str, volume_shape: tuple[int, int, int], volume: str,
