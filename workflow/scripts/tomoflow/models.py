@@ -190,7 +190,8 @@ def check_architecture(metadata: Mapping[str, Any] | None, *, depth: int, base_f
 # --------------------------------------------------------------------------- configuration (start-up)
 #: Keys of ``train`` a ``models:`` entry may override (the schema lists the same).
 OVERRIDABLE = ("seed", "patch_size", "base_filters", "depth", "epochs", "batch_size", "learning_rate", "focal_gamma",
-               "class_weights", "monitor", "augment", "init_model", "freeze_encoder_epochs")
+               "class_weights", "monitor", "augment", "init_model", "freeze_encoder_epochs", "lr_schedule",
+               "early_stopping_patience", "particle_oversampling", "steps_per_epoch", "max_minutes", "precision")
 #: ``train.init_model`` / ``predict.model`` prefix naming a model of this run.
 RUN_PREFIX = "models/"
 
