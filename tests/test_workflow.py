@@ -412,7 +412,7 @@ def test_annotation_table_alone_trains_with_explicit_validation_and_test(annotat
     (root / "colleague.tsv").write_text("name\timages\tlabels\tpixel_size_nm\ncolleague\tcolleague_images.tif\tcolleague_labels.tif\t0.4\n")
     (root / "only.yaml").write_text("annotations:\n  table: colleague.tsv\ntrain:\n  samples: []\n  epochs: 1\n"
                                     "  validation: ['colleague:1']\n  test: ['colleague:4']\n")
-    snakemake(root, "results/model/unet.keras", "--cores", "2", "--configfile", TINY, "only.yaml", check=True, timeout=900)
+    snakemake(root, "results/models/focal/unet.keras", "--cores", "2", "--configfile", TINY, "only.yaml", check=True, timeout=900)
     split = io.read_json(root / "results/training/split.json")
     assert split["mode"] == "explicit" and split["sources"] == ["colleague"]
     # a stack's slice numbers are its pages: colleague:1 = page 1, colleague:4 = page 4
@@ -421,4 +421,4 @@ def test_annotation_table_alone_trains_with_explicit_validation_and_test(annotat
     assert {r["slice"] for r in split["train"]} == {0, 2, 3}
     stack, _ = io.read_volume(root / "results/annotation_sets/colleague/images.tif")
     np.testing.assert_array_equal(stack, vol[idx])
-    assert (root / "results/model/unet.keras").is_file()
+    assert (root / "results/models/focal/unet.keras").is_file()
