@@ -112,10 +112,10 @@ def test_round_trip_labels_and_annotation_table_plan_training(base):  # noqa: F8
                                                config=['train={"samples": ["s1"], "patch_size": [32, 32], "validation": ["s1:10"]}']), dry=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     jobs = planned_jobs(proc.stdout)
-    assert jobs.get("extract_annotations") == 1 and jobs.get("split_annotations") == 1 and jobs.get("train_unet") == 1, jobs
+    assert jobs.get("extract_annotations") == 1 and jobs.get("split_annotations") == 1 and jobs.get("train_unet") == 2, jobs  # tiny.yaml: focal, ce
     _, proc = _run(base, "annot_good_table", Case(make=_annotation_set(GOOD_TABLE), config=ANN),
                    dry=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     jobs = planned_jobs(proc.stdout)
     assert jobs.get("extract_annotation_set") == 1 and "extract_annotations" not in jobs, jobs
-    assert jobs.get("train_unet") == 1 and jobs.get("reconstruct_tomogram") == 1 and jobs.get("predict_segmentation") == 1, jobs
+    assert jobs.get("train_unet") == 2 and jobs.get("reconstruct_tomogram") == 1 and jobs.get("predict_segmentation") == 1, jobs
