@@ -27,7 +27,7 @@ import importlib.util
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,6 +157,64 @@ def sample_columns(samples_schema: Mapping[str, Any]) -> list[str]:
     return list(samples_schema["properties"])
 
 
+def _checked_rows(path: str | os.PathLike[str], schema: Mapping[str, Any], what: str, key: str, noun: str,
+                  fix: Callable[[str], str]) -> list[tuple[SampleRow, str]]:
+    """The rows of a tab-separated table checked against its schema: known and required columns, required
+    cells filled, every cell matching its column's pattern, the ``key`` column unique.
+
+    Parameters
+    ----------
+    path : str or path
+    schema : mapping
+        The table's JSON schema (``properties`` in column order, ``required``, per-column ``pattern``).
+    what : str
+        The table's name in messages (``"sample table"``).
+    key : str
+        The column that names a row (unique).
+    noun : str
+        What a row is called in messages (``"sample"``).
+    fix : callable
+        Column name -> the fix for a cell that breaks its pattern.
+
+    Returns
+    -------
+    list of (SampleRow, str)
+        Each row (all schema columns, ``""`` where absent) and its label for messages (table, line, name).
+    """
+    from .io.probe import read_table_rows
+
+    columns = list(schema["properties"])
+    header, rows = read_table_rows(path, what)
+    unknown = [c for c in header if c not in columns]
+    if unknown:
+        raise InputError(path, f"unknown column(s) {unknown}", f"use only the columns {columns} (tab-separated)")
+    required = list(schema.get("required", []))
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise InputError(path, f"required column(s) {missing} missing from the header",
+                         f"add them (tab-separated); the columns are {columns}")
+    out: list[tuple[SampleRow, str]] = []
+    seen: dict[str, int] = {}
+    props = schema["properties"]
+    for r in rows:
+        cells = {c: r.cells.get(c, "") for c in columns}
+        label = f"{path} line {r.line}" + (f" ({noun} {cells[key]!r})" if cells[key] else "")
+        for c in required:
+            if not cells[c]:
+                raise InputError(label, f"column `{c}` is empty", f"fill `{c}` ({props[c].get('description', 'required')})")
+        for c, spec in props.items():
+            pattern = spec.get("pattern")
+            if cells[c] and pattern and not re.search(pattern, cells[c]):
+                raise InputError(label, f"column `{c}` = {cells[c]!r} is not valid ({spec.get('description', pattern)})",
+                                 fix(c))
+        if cells[key] in seen:
+            raise InputError(label, f"{'sample name' if key == 'sample' else 'name'} {cells[key]!r} repeats line "
+                             f"{seen[cells[key]]}", f"give every row a unique {'sample name' if key == 'sample' else 'name'}")
+        seen[cells[key]] = r.line
+        out.append((SampleRow(r.line, cells), label))
+    return out
+
+
 def read_samples(path: str | os.PathLike[str], samples_schema: Mapping[str, Any]) -> list[SampleRow]:
     """Read and check the sample table against ``workflow/schemas/samples.schema.yaml``.
 
@@ -167,43 +225,14 @@ def read_samples(path: str | os.PathLike[str], samples_schema: Mapping[str, Any]
         a duplicate sample name, ``thickness_px`` or ``pixel_size_nm`` that are not positive; the
         message names the table, the line, the sample and the column.
     """
-    from .io.probe import read_table_rows
-
-    columns = sample_columns(samples_schema)
-    header, rows = read_table_rows(path)
-    unknown = [c for c in header if c not in columns]
-    if unknown:
-        raise InputError(path, f"unknown column(s) {unknown}", f"use only the columns {columns} (tab-separated)")
-    required = list(samples_schema.get("required", []))
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise InputError(path, f"required column(s) {missing} missing from the header",
-                         f"add them (tab-separated); the columns are {columns}")
+    rows = _checked_rows(path, samples_schema, "sample table", "sample", "sample", _cell_fix)
     if not rows:
         raise InputError(path, "the sample table has no samples", "add one row per tilt series")
-    out: list[SampleRow] = []
-    seen: dict[str, int] = {}
-    props = samples_schema["properties"]
-    for r in rows:
-        cells = {c: r.cells.get(c, "") for c in columns}
-        label = f"{path} line {r.line}" + (f" (sample {cells['sample']!r})" if cells["sample"] else "")
-        for c in required:
-            if not cells[c]:
-                raise InputError(label, f"column `{c}` is empty", f"fill `{c}` ({props[c].get('description', 'required')})")
-        for c, spec in props.items():
-            pattern = spec.get("pattern")
-            if cells[c] and pattern and not re.search(pattern, cells[c]):
-                raise InputError(label, f"column `{c}` = {cells[c]!r} is not valid ({spec.get('description', pattern)})",
-                                 _cell_fix(c))
+    for row, label in rows:
         for c in ("thickness_px", "pixel_size_nm"):
-            if cells[c] and not float(cells[c]) > 0:
-                raise InputError(label, f"column `{c}` = {cells[c]!r} is not positive", _cell_fix(c))
-        if cells["sample"] in seen:
-            raise InputError(label, f"sample name {cells['sample']!r} repeats line {seen[cells['sample']]}",
-                             "give every row a unique sample name")
-        seen[cells["sample"]] = r.line
-        out.append(SampleRow(r.line, cells))
-    return out
+            if row.cells[c] and not float(row.cells[c]) > 0:
+                raise InputError(label, f"column `{c}` = {row.cells[c]!r} is not positive", _cell_fix(c))
+    return [row for row, _ in rows]
 
 
 def _cell_fix(column: str) -> str:
@@ -463,46 +492,21 @@ def read_annotation_table(path: str, schema: Mapping[str, Any], sample_names: Se
         Unknown/missing columns, an empty required cell, a bad pixel size, a repeated name or a name that is also
         a sample (both name ``results/`` folders and split selectors); the message names the table, line and column.
     """
-    from .io.probe import read_table_rows
-
-    columns = list(schema["properties"])
     if not Path(path).is_file():
         raise InputError("config key `annotations.table`", f"{path} not found",
                          "give the path of a tab-separated annotation table (relative to the working directory), or \"\"")
-    header, rows = read_table_rows(path, "annotation table")
-    unknown = [c for c in header if c not in columns]
-    if unknown:
-        raise InputError(path, f"unknown column(s) {unknown}", f"use only the columns {columns} (tab-separated)")
-    required = list(schema.get("required", []))
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise InputError(path, f"required column(s) {missing} missing from the header", f"add them (tab-separated); the columns are {columns}")
-    out: list[SampleRow] = []
-    seen: dict[str, int] = {}
-    props = schema["properties"]
-    for r in rows:
-        cells = {c: r.cells.get(c, "") for c in columns}
-        label = f"{path} line {r.line}" + (f" (annotation set {cells['name']!r})" if cells["name"] else "")
-        for c in required:
-            if not cells[c]:
-                raise InputError(label, f"column `{c}` is empty", f"fill `{c}` ({props[c].get('description', 'required')})")
-        for c, spec in props.items():
-            pattern = spec.get("pattern")
-            if cells[c] and pattern and not re.search(pattern, cells[c]):
-                raise InputError(label, f"column `{c}` = {cells[c]!r} is not valid ({spec.get('description', pattern)})",
-                                 "use letters, digits, '_', '.', '-' for names and a positive number (nm) for pixel_size_nm")
+    rows = _checked_rows(path, schema, "annotation table", "name", "annotation set",
+                         lambda c: "use letters, digits, '_', '.', '-' for names and a positive number (nm) for pixel_size_nm")
+    for row, label in rows:
+        cells = row.cells
         if cells["pixel_size_nm"] and not float(cells["pixel_size_nm"]) > 0:
             raise InputError(label, f"column `pixel_size_nm` = {cells['pixel_size_nm']!r} is not positive", "give the pixel size in nm")
-        if cells["name"] in seen:
-            raise InputError(label, f"name {cells['name']!r} repeats line {seen[cells['name']]}", "give every row a unique name")
         if cells["name"] in sample_names:
             raise InputError(label, f"name {cells['name']!r} is also a sample of the sample table",
                              "give annotation sets names that differ from the samples")
-        seen[cells["name"]] = r.line
-        out.append(SampleRow(r.line, cells))
     if not rows:
         raise InputError(path, "the annotation table has no rows", "add one row per annotated image/label pair, or set annotations.table: \"\"")
-    return out
+    return [row for row, _ in rows]
 
 
 def check_annotation_set(row: SampleRow, config: Mapping[str, Any], table: str) -> None:
