@@ -361,6 +361,7 @@ def test_compare_models_scores_the_test_patches_of_each_model(tmp_path):
     import pandas as pd
 
     from tomoflow.evaluation import ModelFiles, compare_models, comparison_figure
+    from tomoflow.metrics import DEFAULT_PERCENTILES
     from tomoflow.predict import predict_images
     from tomoflow.unet import dice_per_class
 
@@ -398,10 +399,16 @@ def test_compare_models_scores_the_test_patches_of_each_model(tmp_path):
             assert table[f"n_nan_{name}"][k] == int((~present[:, c]).sum())
             if used.size:
                 assert table[f"dsc_mean_{name}"][k] == pytest.approx(used.mean(), abs=1e-9)
+            # the RHD curve over the evaluation percentiles: one column each, non-decreasing, its 90th the RHD90 column
+            curve = [table[f"rhd_p{p:g}_nm_{name}"][k] for p in DEFAULT_PERCENTILES]
+            finite = [v for v in curve if np.isfinite(v)]
+            assert finite == sorted(finite)
+            if np.isfinite(table[f"rhd_p90_nm_{name}"][k]):
+                assert table[f"rhd90_nm_{name}"][k].startswith(f"{table[f'rhd_p90_nm_{name}'][k]:.2f}")
     del split["test"]  # no test set: the validation patches, said so in the table
     for f in files:
         io.write_json(f.split, split)
     table = compare_models(files, ["demo"], [tmp_path / "images.tif"], [tmp_path / "labels.tif"], CLASSES, batch_size=2)
     assert set(table["evaluated_on"]) == {"validation (no test set)"} and list(table["n_patches"]) == [1, 1]
     fig = comparison_figure(table, {f.name: io.read_tsv(f.history) for f in files}, CLASSES)
-    assert len(fig.axes) == 2
+    assert len(fig.axes) == 3  # validation loss, DSC per class, RHD curves

@@ -142,6 +142,8 @@ def compare_models(models: Sequence[ModelFiles], samples: Sequence[str], images:
             row[f"rhd90_nm_{name}"] = _fmt(r90, "ci95", 2) if r90 is not None else "n/a"
             row[f"n_nan_{name}"] = int(a["dsc"]["n_nan"])  # class absent from truth and prediction
             row[f"n_inf_{name}"] = int(r90["n_inf"]) if r90 is not None else 0
+            for p, r in zip(pct, a["rhd_nm"]):  # the RHD curve: mean over the patches where it is finite
+                row[f"rhd_p{p:g}_nm_{name}"] = float(r["mean"])
         rows.append(row)
         log.info("%s: best epoch %d, val_loss %.4f, %s DSC %s", m.name, best, row["val_loss_best"], which,
                  ", ".join(f"{n} {row[f'dsc_{n}']}" for n in names))
@@ -149,9 +151,10 @@ def compare_models(models: Sequence[ModelFiles], samples: Sequence[str], images:
 
 
 def comparison_figure(table: pd.DataFrame, histories: Mapping[str, pd.DataFrame], classes: Sequence[str]) -> Figure:
-    """Validation loss per epoch of every model (left) and DSC per class ± 95 % CI (right)."""
-    fig = Figure(figsize=(11, 4), layout="constrained")
-    ax1, ax2 = fig.subplots(1, 2)
+    """Validation loss per epoch of every model (left), DSC per class ± 95 % CI (middle) and the robust
+    Hausdorff curves, mean RHD (nm) against percentile per class (right; one line style per model)."""
+    fig = Figure(figsize=(16, 4), layout="constrained")
+    ax1, ax2, ax3 = fig.subplots(1, 3)
     for name, hist in histories.items():
         ax1.plot(hist["epoch"], hist["val_loss"], "-", label=name)
     ax1.set_yscale("log")
@@ -171,5 +174,17 @@ def comparison_figure(table: pd.DataFrame, histories: Mapping[str, pd.DataFrame]
     on = sorted(set(table["evaluated_on"])) if len(table) else []
     ax2.set_title(f"evaluated on: {', '.join(on)}", fontsize=9)
     ax2.legend(loc="lower right")
+    styles = ["-", "--", ":", "-."]
+    colors = ["tab:gray", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
+    for k, (_, row) in enumerate(table.iterrows()):
+        for c, n in enumerate(names):
+            cols = [col for col in table.columns if col.startswith("rhd_p") and col.endswith(f"_nm_{n}")]
+            pts = sorted((float(col[len("rhd_p"):-len(f"_nm_{n}")]), float(row[col])) for col in cols)
+            if pts:
+                ax3.plot([p for p, _ in pts], [v for _, v in pts], styles[k % len(styles)], color=colors[c % len(colors)],
+                         label=f"{row['model']}: {n}")
+    ax3.set_xlabel("percentile")
+    ax3.set_ylabel("robust Hausdorff distance (nm, mean over patches)")
+    ax3.legend(fontsize=7)
     fig.suptitle("Models side by side")
     return fig
