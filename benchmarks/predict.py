@@ -23,6 +23,9 @@ Inputs (``--source``):
   U-Net (depth 6, 8 base filters, the demo's network) trained here in a subprocess on 128² patches of
   other slices of the same specimen.  Model and data are cached in ``benchmarks/results/predict/``
   (delete it to retrain).
+* ``paper-like``: the model of the CPU-recipe acceptance run of ``benchmarks/train_recipe.py`` (``run --name
+  real_data --save <cache>/real_data.weights.h5``) on the first ``--slices`` of its 8 held-out 512×1024 slices
+  of an independent paper-like specimen (0.12 nm/px), against the generator's labels.
 * ``demo``: the demo's ``results/models/<first of models:>/unet.keras`` and its whole ``results/demo/volume.mrc`` against the
   true labels of ``config/samples.tsv`` (run ``make demo`` first): the demo's whole-volume DSC per method.
 
@@ -48,6 +51,7 @@ Usage (from the repository root; heavy, so under the shared CPU lock)::
 
     flock /tmp/tomoflow_cpu.lock python benchmarks/predict.py               # 2 test slices, 1024x512
     flock /tmp/tomoflow_cpu.lock python benchmarks/predict.py --source demo
+    flock /tmp/tomoflow_cpu.lock python benchmarks/predict.py --source paper-like --slices 4
 """
 
 from __future__ import annotations
@@ -209,6 +213,8 @@ def _inputs(args: argparse.Namespace) -> tuple[str, Path, str, list[int], str]:
             io.write_labels(d / f"labels_{k}x.tif", np.concatenate([lab] * k), vs or 1.0)
         patch = [int(v) for v in cfg["train"]["patch_size"]]
         return str(model), d, f"demo: {model.relative_to(REPO)} on the whole {volume.relative_to(REPO)} {vol.shape}", patch, ""
+    if args.source == "paper-like":
+        return _paper_like_inputs(args)
     info_path = CACHE / "info.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
     if (info.get("slices") != args.slices or info.get("epochs") != args.epochs or info.get("test") != "11+"
@@ -225,10 +231,57 @@ def _inputs(args: argparse.Namespace) -> tuple[str, Path, str, list[int], str]:
     return str(CACHE / "unet.keras"), CACHE, desc, [512, 512], ""
 
 
+def _paper_like_inputs(args: argparse.Namespace) -> tuple[str, Path, str, list[int], str]:
+    """The model of the CPU-recipe acceptance run and its held-out slices (``benchmarks/train_recipe.py``).
+
+    ``train_recipe.py run --save W`` keeps only the weights; the intensity normalisation of the model is
+    recomputed exactly as :func:`tomoflow.train.train_unet` did (mean/variance of every pixel of the training
+    slices of the same split), the U-Net rebuilt with ``config/real_data.yaml``'s size, the weights loaded, and
+    the held-out DSC checked against the run's before any timing.
+    """
+    import numpy as np
+    import yaml
+
+    from tomoflow import io
+    from tomoflow.unet import build_unet, dice_per_class
+
+    src = Path(args.paper_cache)
+    data_f, weights_f = src / "data.npz", src / "real_data.weights.h5"
+    if not (data_f.exists() and weights_f.exists()):
+        sys.exit(f"--source paper-like needs {data_f} and {weights_f}: run benchmarks/train_recipe.py data, then "
+                 "run --name real_data --save <cache>/real_data.weights.h5")
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from train_recipe import load_data, split_data
+
+    tr = {**yaml.safe_load((REPO / "config" / "config.yaml").read_text())["train"],
+          **yaml.safe_load((REPO / "config" / "real_data.yaml").read_text())["train"]}
+    data = load_data(src)
+    *_, train_ids = split_data(data, list(tr["patch_size"]), float(tr["val_fraction"]), int(tr["seed"]))
+    pixels = np.concatenate([data["ann_images"][i].ravel() for i in train_ids]).astype(np.float32)
+    model = build_unet(int(tr["depth"]), int(tr["base_filters"]), 3, float(np.mean(pixels, dtype=np.float64)),
+                       float(np.var(pixels, dtype=np.float64)))
+    model.load_weights(weights_f)
+    test_im, test_lab = data["test_images"][: args.slices], data["test_labels"][: args.slices]
+    pred = np.argmax(model.predict(test_im[..., None], batch_size=1, verbose=0), axis=-1)
+    check = dice_per_class(test_lab, pred, 3)
+    d = CACHE / "paper_like"
+    d.mkdir(parents=True, exist_ok=True)
+    model.save(d / "unet.keras")
+    for k in (1, 2):
+        io.write_volume(d / f"volume_{k}x.mrc", np.concatenate([test_im] * k), 0.12)
+        io.write_labels(d / f"labels_{k}x.tif", np.concatenate([test_lab] * k).astype(np.uint8), 0.12)
+    desc = (f"paper-like (config/paper_like.yaml, 0.12 nm/px): the CPU-recipe acceptance model ({weights_f}; depth "
+            f"{tr['depth']}, {tr['base_filters']} filters, trained on {tr['patch_size'][0]}² crops) on {len(test_im)} held-out "
+            f"512x1024 slices of specimen seed 8; rebuilt model's plain full-slice DSC support {check[1]:.4f} Pt {check[2]:.4f}")
+    return str(d / "unet.keras"), d, desc, [512, 512], ""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--source", choices=["synthetic", "demo"], default="synthetic")
-    ap.add_argument("--slices", type=int, default=2, help="synthetic: test slices (1024x512 each)")
+    ap.add_argument("--source", choices=["synthetic", "demo", "paper-like"], default="synthetic")
+    ap.add_argument("--paper-cache", default=str(REPO / "results" / "bench_paper"),
+                    help="paper-like: folder with train_recipe.py's data.npz and real_data.weights.h5")
+    ap.add_argument("--slices", type=int, default=2, help="synthetic / paper-like: test slices (1024x512 each)")
     ap.add_argument("--epochs", type=int, default=12, help="synthetic: training epochs of the benchmark model")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--budget-mb", type=float, default=2000.0, help="activation budget (rule: mem_mb / 2)")
