@@ -263,7 +263,7 @@ def test_model_settings_merge_train_and_overrides():
     ({"predict": {"model": "missing/m.keras"}}, "model file not found"),
     ({"models": {"a": {"init_model": "models/b"}, "b": {"init_model": "models/a"}}}, "would start from itself (a -> b -> a)"),
     ({"models": {"a": {"init_model": "models/zz"}}}, "'models/zz' names no model of this run"),
-    ({"predict": {"model": "focal"}, "train": {"samples": []}}, "train.samples is empty"),
+    ({"predict": {"model": "focal"}, "train": {"samples": []}}, "train.samples and annotations.table are empty"),
     ({"models": {"big": {"patch_size": [48, 48], "depth": 6}}}, "models.big`: patch_size [48, 48] is not divisible by 2^(depth−1) = 32"),
     ({"models": {"cw": {"class_weights": [1, 1]}}}, "2 weights for 3 classes"),
 ])
