@@ -197,16 +197,18 @@ def test_tiny_end_to_end_produces_every_stage_output(tiny_run):
     red = (rgb[..., 0] > 120) & (rgb[..., 1] < 80) & (rgb[..., 2] < 80)
     grey = (abs(rgb[..., 0] - rgb[..., 1]) < 12) & (abs(rgb[..., 1] - rgb[..., 2]) < 12) & (rgb[..., 0] > 60) & (rgb[..., 0] < 235)
     assert red.mean() > 1e-3 and grey.mean() > 0.02, (red.mean(), grey.mean())
-    # the meshes are in nm, mesh (X, Y, Z) = volume axes (x, y, z) = (2, 0, 1): the support spans the
-    # volume's extent along x and y (it is cut by the field of view), closed half a voxel outside it
+    # the meshes are in nm, mesh (X, Y, Z) = volume axes (x, y, z) = (2, 0, 1): the support mesh spans the
+    # extent of the predicted support voxels along each axis (the tiny 2-epoch model's support need not be
+    # the specimen's, so the reference is the segmentation itself), within the surface's closing half voxel
+    # and the smoothing
     import pyvista as pv
 
     support = pv.read(r / "demo/meshes/support.vtp")
-    ny, nz, nx = truth.shape
     xmin, xmax, ymin, ymax, zmin, zmax = support.bounds
-    assert 0.5 * nx * 0.4 < xmax - xmin <= (nx + 1) * 0.4
-    assert ny * 0.4 <= ymax - ymin <= (ny + 1) * 0.4
-    assert 0.1 * nz * 0.4 < zmax - zmin < nz * 0.4
+    iy, iz, ix = np.nonzero(labels == 1)
+    voxel_extent = [(a.max() - a.min() + 1) * 0.4 for a in (ix, iy, iz)]
+    for mesh_extent, vox in zip((xmax - xmin, ymax - ymin, zmax - zmin), voxel_extent):
+        assert abs(mesh_extent - vox) <= 1.5 * 0.4, (support.bounds, voxel_extent)
 
 
 @pytest.mark.slow
