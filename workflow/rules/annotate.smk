@@ -26,7 +26,7 @@ rule export_annotations:
         labels_folder=lambda wc: sample_value(wc.sample, "annotation_labels", f"annotations/{wc.sample}_labels"),
         pixel_size_nm=sample_float("pixel_size_nm"),
         # entropy: the prediction settings (one pass per whole slice where it fits the memory budget)
-        patch_size=config["train"]["patch_size"],
+        patch_size=SEGMENT_PATCH,  # the segmenting model's patch (blended fallback)
         batch_size=config["predict"]["batch_size"],
         mode=config["predict"]["mode"],
         memory_budget_mb=lambda wildcards, resources: 0.5 * resources.mem_mb,
