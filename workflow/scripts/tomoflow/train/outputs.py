@@ -150,14 +150,16 @@ def train_from_files(
     else:
         split = make_split({s: a.shape for s, a in images.items()}, patch, float(params["val_fraction"]),
                            int(params["seed"]))
-    ti, tl = split_records(images, split["train"]), split_records(labels, split["train"])
     vi, vl = split_records(images, split["validation"]), split_records(labels, split["validation"])
+    ti: np.ndarray | list[np.ndarray]
+    tl: np.ndarray | list[np.ndarray]
     if settings.random_crops:  # random crops come from the whole training slices
         from .data import crop_sources
 
-        res = train_unet(*crop_sources(images, labels, split["train"]), vi, vl, classes, settings, init=init)
+        ti, tl = crop_sources(images, labels, split["train"])
     else:
-        res = train_unet(ti, tl, vi, vl, classes, settings, init=init)
+        ti, tl = split_records(images, split["train"]), split_records(labels, split["train"])
+    res = train_unet(ti, tl, vi, vl, classes, settings, init=init)
     export_model(res.model, res.alpha, settings.focal_gamma, settings.learning_rate)
     known = [float(v) for v in pixel.values() if v is not None]
     if known and max(known) > 1.03 * min(known):
